@@ -1,0 +1,1 @@
+"""Reading campaign definitions from the workspace."""

@@ -1,0 +1,1 @@
+"""Talking SMTP: relay URLs, the client connection, and the embedded capture relay."""
