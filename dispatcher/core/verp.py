@@ -17,7 +17,9 @@ def make_token(secret: bytes, campaign_id: int, subscriber_id: int) -> str:
     return tokens.sign(secret, PURPOSE, campaign_id, subscriber_id)
 
 
-def address(secret: bytes, campaign_id: int, subscriber_id: int, *, prefix: str, domain: str) -> str:
+def address(
+    secret: bytes, campaign_id: int, subscriber_id: int, *, prefix: str, domain: str
+) -> str:
     """The Return-Path for one delivery: ``prefix+token@domain``."""
     return f"{prefix}+{make_token(secret, campaign_id, subscriber_id)}@{domain}"
 
