@@ -71,7 +71,8 @@ def migrate(engine: Engine) -> None:
         unknown = current - {rev.revision for rev in script.walk_revisions()}
         if unknown:
             raise StoreError(
-                f"the store was written by a newer dispatcher (revision {', '.join(sorted(unknown))})"
+                "the store was written by a newer dispatcher "
+                f"(revision {', '.join(sorted(unknown))})"
             )
         if current != heads:
             cfg.attributes["connection"] = conn

@@ -1,11 +1,11 @@
-"""Alembic environment: always run by :func:`dispatcher.store.database.migrate` on a live connection."""
+"""Alembic environment, run by :func:`dispatcher.store.database.migrate` on a live connection."""
 
 from __future__ import annotations
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from dispatcher.store import models  # noqa: F401  (registers the tables on the metadata)
-from sqlmodel import SQLModel
 
 connection = context.config.attributes["connection"]
 context.configure(
