@@ -1,0 +1,1 @@
+"""Subscriber lists in and out of the store: CSV import and export."""

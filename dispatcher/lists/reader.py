@@ -1,0 +1,199 @@
+"""Reading subscriber files as they come from the wild, one row at a time.
+
+Exports from Excel, Mailchimp, listmonk, Sendy and CRMs differ in encoding
+(UTF-8 with or without BOM, UTF-16 "Unicode text", cp1252), delimiter
+(``,`` ``;`` tab ``|``) and line ending, and carry quoted fields with
+newlines inside. :func:`open_rows` finds all that out from the first bytes
+and then streams: the file is never held in memory, and every row comes with
+the line number it starts on in the original file, for the rejects file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from dispatcher.errors import ListFileError
+
+SAMPLE = 1 << 20
+DELIMITERS = (",", ";", "\t", "|")
+# A field this large is a broken quote swallowing the rest of the file, not data.
+FIELD_LIMIT = 1 << 20
+# Bytes cp1252 leaves undefined: a file that has them is Latin-1.
+_CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
+
+
+@dataclass
+class Sniffed:
+    encoding: str
+    delimiter: str
+    bom: bool = False
+    # Set when the bytes were not UTF-8 and we fell back to a legacy code page:
+    # the importer reports it, so a mis-decoded file never passes unnoticed.
+    fallback: str | None = None
+
+
+@dataclass
+class Row:
+    line: int
+    values: list[str]
+
+
+@dataclass
+class RowStream:
+    """The header and an iterator of the data rows of one file."""
+
+    path: Path
+    sniffed: Sniffed
+    header: list[str]
+    rows: Iterator[Row]
+    # Lines whose bytes were not valid in the detected encoding and were read as cp1252.
+    recovered_lines: list[int] = field(default_factory=list)
+    raw: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bytes_read(self) -> int:
+        """How far into the file the reader is (for a progress bar over the file size)."""
+        if self.raw is None or self.raw.closed:
+            return self.path.stat().st_size
+        return self.raw.tell()
+
+
+def detect_encoding(sample: bytes) -> tuple[str, bool, str | None]:
+    """(codec, had a BOM, fallback note) for a file starting with ``sample``."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", True, None
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", True, None
+    head = sample[:4096]
+    if len(head) >= 4:
+        # ASCII text in UTF-16 without a BOM: every other byte is NUL.
+        if head[1::2].count(0) > len(head) // 4 and head[0::2].count(0) == 0:
+            return "utf-16-le", False, None
+        if head[0::2].count(0) > len(head) // 4 and head[1::2].count(0) == 0:
+            return "utf-16-be", False, None
+    try:
+        # A sample cut in the middle of a multi-byte character is still UTF-8.
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=len(sample) < SAMPLE)
+    except UnicodeDecodeError:
+        if any(b in _CP1252_HOLES for b in sample):
+            return "latin-1", False, "not UTF-8: read as Latin-1 (ISO-8859-1)"
+        return "cp1252", False, "not UTF-8: read as Windows-1252"
+    return "utf-8", False, None
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """The delimiter occurring most often in the header line, outside quotes (``,`` on a tie)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in first_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _first_line(text: io.TextIOBase) -> str:
+    line = text.readline()
+    while line.count('"') % 2 and len(line) < SAMPLE:
+        more = text.readline()
+        if not more:
+            break
+        line += more
+    return line
+
+
+def _recover(values: list[str]) -> list[str]:
+    """Fields holding undecodable bytes (kept as surrogates) re-read as cp1252."""
+    return [
+        v.encode("utf-8", "surrogateescape").decode("cp1252", "replace")
+        if _ESCAPED.search(v) else v
+        for v in values
+    ]
+
+
+def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
+    """Open ``path`` for streaming; raises :class:`ListFileError` if it cannot be read at all."""
+    try:
+        raw: BinaryIO = path.open("rb")
+    except OSError as exc:
+        raise ListFileError(f"cannot read the file: {exc.strerror}", path=str(path)) from exc
+    try:
+        sample = raw.read(SAMPLE)
+        raw.seek(0)
+        encoding, bom, fallback = detect_encoding(sample)
+        # UTF-8 is only proven for the sample: bad bytes later are kept as
+        # surrogates and that row is re-read as cp1252 (and reported).
+        errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
+        text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline="")
+        first = _first_line(text)
+    except (UnicodeDecodeError, OSError) as exc:
+        raw.close()
+        raise ListFileError(f"cannot decode the file as {encoding}: {exc}", path=str(path)) from exc
+    if not first.strip():
+        raw.close()
+        raise ListFileError("the file is empty (no header line)", path=str(path), line=1)
+    sniffed = Sniffed(encoding, delimiter or sniff_delimiter(first), bom, fallback)
+    try:
+        header = next(csv.reader([first], delimiter=sniffed.delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raw.close()
+        raise ListFileError(f"cannot parse the header: {exc}", path=str(path), line=1) from exc
+    stream = RowStream(path, sniffed, [h.strip() for h in header], iter(()), raw=raw)
+    stream.rows = _iter_rows(text, first.count("\n") or 1, sniffed.delimiter, stream)
+    return stream
+
+
+def _iter_rows(text: io.TextIOWrapper, header_lines: int, delimiter: str,
+               stream: RowStream) -> Iterator[Row]:
+    csv.field_size_limit(FIELD_LIMIT)
+    with text:
+        reader = csv.reader(text, delimiter=delimiter, strict=False)
+        offset = header_lines
+        done = 0
+        while True:
+            line = offset + done + 1
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                done = reader.line_num
+                yield Row(line, [f"<unparseable: {exc}>"])
+                continue
+            except UnicodeDecodeError as exc:
+                raise ListFileError(f"cannot decode as {stream.sniffed.encoding}: {exc.reason}",
+                                    path=str(stream.path), line=line) from exc
+            done = reader.line_num
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue
+            if errors_in(values):
+                values = _recover(values)
+                stream.recovered_lines.append(line)
+            yield Row(line, values)
+
+
+_ESCAPED = re.compile("[\udc80-\udcff]")
+
+
+def errors_in(values: list[str]) -> bool:
+    """Whether a row holds bytes that were not valid UTF-8 (kept as lone surrogates)."""
+    joined = "".join(values)
+    return not joined.isascii() and _ESCAPED.search(joined) is not None

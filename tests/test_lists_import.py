@@ -1,0 +1,225 @@
+"""Importing into the store (SQLite and PostgreSQL): counts, rejects, modes, compliance."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dispatcher.errors import ListFileError
+from dispatcher.lists.importer import ImportOptions, import_file
+from dispatcher.store import Store
+from dispatcher.store.models import Event, Membership, Subscriber, Suppression
+from dispatcher.store.subscribers import ensure_list, suppression_hash
+
+DATA = Path(__file__).parent / "data" / "lists"
+
+
+def copy(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / name
+    shutil.copy(DATA / name, target)
+    return target
+
+
+def subscribers(store: Store) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(Subscriber.email, Subscriber.name, Subscriber.status,
+                                      Subscriber.attributes)).all()
+    return {r.email: (r.name, r.status, r.attributes) for r in rows}
+
+
+def seed(store: Store, email: str, status: str = "active", **attributes: Any) -> None:
+    from dispatcher.store.models import utcnow
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(Subscriber).values(
+            email=email, name="Seed", status=status, attributes=attributes,
+            created_at=utcnow(), updated_at=utcnow()))
+
+
+def rejects(path: Path) -> list[list[str]]:
+    with path.with_name(path.name + ".rejects.csv").open(encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_broken_file_exact_counts_reasons_and_line_numbers(store: Store, tmp_path: Path) -> None:
+    path = copy("broken.csv", tmp_path)
+    seed(store, "left@example.com", status="unsubscribed")
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(Suppression).values(
+            email_hash=suppression_hash("erased@example.com"), reason="erased"))
+    report = import_file(store, path, ImportOptions(list_name="news"))
+    assert (report.read, report.added, report.updated, report.unchanged, report.duplicates,
+            report.suppressed_kept) == (13, 5, 1, 0, 1, 1)
+    assert dict(report.rejected) == {"invalid email": 3, "missing email": 1,
+                                     "too many fields": 1, "suppressed (erased)": 1}
+    got = rejects(path)
+    assert got[0] == ["line", "reason", "email", "first_name", "city", "age"]
+    assert [(r[0], r[1].partition(":")[0]) for r in got[1:]] == [
+        ("3", "invalid email"), ("4", "missing email"), ("8", "too many fields"),
+        ("10", "invalid email"), ("14", "invalid email"), ("13", "suppressed (erased)")]
+    assert got[3] == ["8", "too many fields: 5 fields, the header has 4",
+                      "extra@example.com", "Extra", "Riga", "4", "surplus"]
+    subs = subscribers(store)
+    assert "erased@example.com" not in subs
+    assert subs["left@example.com"][1] == "unsubscribed"
+    assert subs["good@example.com"] == ("", "active", {"first_name": "Good", "city": "Paris",
+                                                       "age": 40})
+    assert subs["multi@example.com"][2]["first_name"] == "Line\nbreak"
+    assert subs["short@example.com"][2] == {"first_name": "Short"}
+    assert subs["last@example.com"][2]["age"] == 10
+
+
+@pytest.mark.parametrize(("name", "options", "counts", "rejected"), [
+    ("mailchimp_subscribed.csv", {}, (5, 4, 0), {"invalid email": 1}),
+    ("listmonk_export.csv", {}, (4, 3, 0), {"attributes not a JSON object": 1}),
+    ("sendy_export.csv", {}, (4, 2, 1), {"missing email": 1}),
+    ("excel_unicode.txt", {}, (3, 3, 0), {}),
+    ("crm_cp1252.csv", {}, (3, 3, 0), {}),
+])
+def test_exports_of_other_tools(store: Store, tmp_path: Path, name: str,
+                                options: dict[str, Any], counts: tuple[int, int, int],
+                                rejected: dict[str, int]) -> None:
+    report = import_file(store, copy(name, tmp_path), ImportOptions(list_name="l", **options))
+    assert (report.read, report.added, report.duplicates) == counts
+    assert dict(report.rejected) == rejected
+
+
+def test_listmonk_attributes_status_and_timestamps(store: Store, tmp_path: Path) -> None:
+    import_file(store, copy("listmonk_export.csv", tmp_path), ImportOptions(list_name="l"))
+    subs = subscribers(store)
+    assert subs["ops@example.net"] == ("Ops Team", "active", {
+        "uuid": "7f1c6b4e-6c51-4f0e-9f6a-1c2d3e4f5a6b", "city": "Lisbon", "plan": "pro",
+        "seats": 12, "beta": True, "tags": ["a", "b"]})
+    assert subs["gone@example.net"][1] == "unsubscribed"
+    with store.engine.connect() as conn:
+        created = conn.execute(sa.select(Subscriber.created_at)
+                               .where(Subscriber.email == "ops@example.net")).scalar_one()
+    assert created.isoformat() == "2023-03-01T10:00:00.123456+00:00"
+
+
+def test_mailchimp_and_excel_headers_become_fields(store: Store, tmp_path: Path) -> None:
+    import_file(store, copy("mailchimp_subscribed.csv", tmp_path), ImportOptions(list_name="m"))
+    import_file(store, copy("excel_unicode.txt", tmp_path), ImportOptions(list_name="x"))
+    import_file(store, copy("crm_cp1252.csv", tmp_path), ImportOptions(list_name="c"))
+    subs = subscribers(store)
+    anna = subs["anna.schmidt@example.de"][2]
+    assert (anna["first_name"], anna["last_name"], anna["MEMBER_RATING"]) == ("Anna", "Schmidt", 2)
+    assert anna["Address"] == "Hauptstr. 1\r\n10115 Berlin\r\nDE"
+    assert "marie@exämple.fr" in subs and "john.doe@example.com" in subs
+    chen = subs["chen@example.cn"][2]
+    assert (chen["first_name"], chen["Age"], chen["Score"], chen["Newsletter"]) == (
+        "晨", 28, -0.5, "yes")
+    assert subs["ola@example.no"][2]["Age"] == "007"
+    assert subs["francois@example.fr"][2]["last_name"] == "Lefèvre"
+    assert subs["jürgen@example.de"][2]["Umsatz"] == 1200
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_modes(store: Store, tmp_path: Path) -> None:
+    seed(store, "a@example.com", city="Rome", plan="free")
+    f = write(tmp_path / "f.csv", "email,name,plan,age\na@example.com,Ann,pro,30\n"
+                                  "b@example.com,Bob,free,\n")
+    r = import_file(store, f, ImportOptions(list_name="l", mode="add"))
+    assert (r.added, r.updated, r.unchanged) == (1, 0, 1)
+    assert subscribers(store)["a@example.com"] == ("Seed", "active", {"city": "Rome",
+                                                                       "plan": "free"})
+    r = import_file(store, f, ImportOptions(list_name="l"))
+    assert (r.added, r.updated, r.unchanged) == (0, 1, 1)
+    assert subscribers(store)["a@example.com"] == ("Ann", "active", {
+        "city": "Rome", "plan": "pro", "age": 30})
+    r = import_file(store, f, ImportOptions(list_name="l"))
+    assert (r.added, r.updated, r.unchanged) == (0, 0, 2)
+    r = import_file(store, f, ImportOptions(list_name="l", mode="overwrite"))
+    assert (r.added, r.updated, r.unchanged) == (0, 1, 1)
+    assert subscribers(store)["a@example.com"] == ("Ann", "active", {"plan": "pro", "age": 30})
+
+
+def test_compliance_never_reactivates_without_resubscribe(store: Store, tmp_path: Path) -> None:
+    for email, status in [("u@example.com", "unsubscribed"), ("b@example.com", "bounced"),
+                          ("c@example.com", "complained")]:
+        seed(store, email, status=status)
+    f = write(tmp_path / "f.csv", "email,status\nu@example.com,subscribed\nb@example.com,\n"
+                                  "c@example.com,active\nnew@example.com,unsubscribed\n")
+    r = import_file(store, f, ImportOptions(list_name="l"))
+    assert (r.added, r.suppressed_kept, r.resubscribed) == (1, 3, 0)
+    assert {e: s for e, (_, s, _) in subscribers(store).items()} == {
+        "u@example.com": "unsubscribed", "b@example.com": "bounced",
+        "c@example.com": "complained", "new@example.com": "unsubscribed"}
+    r = import_file(store, f, ImportOptions(list_name="l", resubscribe=True))
+    assert r.resubscribed == 3
+    assert {s for _, s, _ in subscribers(store).values()} == {"active", "unsubscribed"}
+    with store.engine.connect() as conn:
+        kinds = conn.execute(sa.select(Event.kind, Event.source)).all()
+    assert sorted(kinds) == [("resubscribed", "import")] * 3
+
+
+def test_file_unsubscribes_are_honoured(store: Store, tmp_path: Path) -> None:
+    seed(store, "a@example.com")
+    f = write(tmp_path / "f.csv", "email,status\na@example.com,unsubscribed\n")
+    r = import_file(store, f, ImportOptions(list_name="l"))
+    assert r.updated == 1
+    assert subscribers(store)["a@example.com"][1] == "unsubscribed"
+
+
+def test_list_membership_unsubscribed_from_a_list_stays_so(store: Store, tmp_path: Path) -> None:
+    f = write(tmp_path / "f.csv", "email\na@example.com\n")
+    import_file(store, f, ImportOptions(list_name="l"))
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(Membership).values(status="unsubscribed"))
+    import_file(store, f, ImportOptions(list_name="l"))
+    import_file(store, f, ImportOptions(list_name="other"))
+    with store.engine.connect() as conn:
+        states = sorted(conn.execute(sa.select(Membership.status)).scalars())
+    assert states == ["subscribed", "unsubscribed"]
+
+
+def test_dry_run_writes_nothing_and_counts_the_same(store: Store, tmp_path: Path) -> None:
+    path = copy("broken.csv", tmp_path)
+    seed(store, "good@example.com", city="Paris")
+    dry = import_file(store, path, ImportOptions(list_name="news", dry_run=True))
+    assert subscribers(store) == {"good@example.com": ("Seed", "active", {"city": "Paris"})}
+    assert not path.with_name("broken.csv.rejects.csv").exists()
+    real = import_file(store, path, ImportOptions(list_name="news"))
+    assert dry.as_dict() | {"dry_run": False, "rejects_file": None} == real.as_dict() | {
+        "rejects_file": None}
+
+
+def test_unusable_files_are_errors_with_location(store: Store, tmp_path: Path) -> None:
+    f = write(tmp_path / "f.csv", "name,city\nAnn,Rome\n")
+    with pytest.raises(ListFileError, match=r"f\.csv:1: no email column"):
+        import_file(store, f, ImportOptions(list_name="l"))
+    f = write(tmp_path / "g.csv", "email\na@example.com\n")
+    with pytest.raises(ListFileError, match="--list"):
+        import_file(store, f, ImportOptions())
+
+
+def test_map_and_attributes_json_options(store: Store, tmp_path: Path) -> None:
+    from dispatcher.lists.mapping import parse_map
+    f = write(tmp_path / "f.csv", "Contact;Zip;Extra;Junk\nA@example.com;01234;"
+                                  '"{""vip"": true}";x\n')
+    r = import_file(store, f, ImportOptions(
+        list_name="l", rules=parse_map(["Contact=email", "Zip=zip:text", "Junk=-"]),
+        attributes_json="Extra"))
+    assert r.added == 1
+    assert subscribers(store)["a@example.com"][2] == {"zip": "01234", "vip": True}
+
+
+def test_lists_column_subscribes_to_each_list(store: Store, tmp_path: Path) -> None:
+    ensure_list(store, "existing")
+    f = write(tmp_path / "f.csv", "email,lists\na@example.com,weekly|existing\n"
+                                  "b@example.com,\n")
+    import_file(store, f, ImportOptions(list_name="all"))
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT s.email, l.name FROM membership m JOIN subscriber s ON s.id = m.subscriber_id"
+            " JOIN mailing_list l ON l.id = m.list_id ORDER BY 1, 2")).all()
+    assert [tuple(r) for r in rows] == [("a@example.com", "all"), ("a@example.com", "existing"),
+                                        ("a@example.com", "weekly"), ("b@example.com", "all")]

@@ -1,0 +1,147 @@
+"""Reading real-world subscriber files: encodings, delimiters, line numbers, header mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.errors import ConfigError, ListFileError
+from dispatcher.lists.mapping import auto_value, build_mapping, export_value, parse_map
+from dispatcher.lists.reader import detect_encoding, open_rows, sniff_delimiter
+
+DATA = Path(__file__).parent / "data" / "lists"
+
+
+def rows(path: Path) -> list[tuple[int, list[str]]]:
+    with open_rows(path) as stream:
+        return [(r.line, r.values) for r in stream.rows]
+
+
+@pytest.mark.parametrize(("name", "encoding", "delimiter", "fallback"), [
+    ("mailchimp_subscribed.csv", "utf-8", ",", None),
+    ("sendy_export.csv", "utf-8-sig", ",", None),
+    ("excel_unicode.txt", "utf-16", "\t", None),
+    ("crm_cp1252.csv", "cp1252", ";", "not UTF-8: read as Windows-1252"),
+    ("listmonk_export.csv", "utf-8", ",", None),
+])
+def test_fixtures_are_sniffed(name: str, encoding: str, delimiter: str,
+                              fallback: str | None) -> None:
+    with open_rows(DATA / name) as stream:
+        list(stream.rows)
+    assert (stream.sniffed.encoding, stream.sniffed.delimiter, stream.sniffed.fallback) == (
+        encoding, delimiter, fallback)
+
+
+def test_utf16_excel_text_reads_unicode_names() -> None:
+    with open_rows(DATA / "excel_unicode.txt") as stream:
+        got = [(r.line, r.values[:3]) for r in stream.rows]
+    assert stream.header[:3] == ["E-mail", "First Name", "Last Name"]
+    assert got == [
+        (2, ["lena@example.at", "Lena", "Gruber"]),
+        (3, ["ola@example.no", "Ola", "Nordmann"]),
+        (4, ["chen@example.cn", "晨", "陈"]),
+    ]
+
+
+def test_cp1252_with_semicolons_keeps_accents_and_euro() -> None:
+    got = rows(DATA / "crm_cp1252.csv")
+    assert got[1] == (3, ["francois@example.fr", "François", "Lefèvre", "Besançon", "€ 80"])
+    assert got[2][1][2:4] == ["Øberg", "Malmö"]
+
+
+def test_line_numbers_follow_the_original_file_across_embedded_newlines() -> None:
+    got = rows(DATA / "broken.csv")
+    lines = [line for line, _ in got]
+    # Line 6 holds a field running onto line 7; line 15 is blank and skipped.
+    assert lines == [2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16]
+    assert got[4][1] == ["multi@example.com", "Line\nbreak", "Bern", "3"]
+    assert got[8][1][1] == 'Say "hi"'
+
+
+def test_mailchimp_crlf_multiline_address_line_numbers() -> None:
+    got = rows(DATA / "mailchimp_subscribed.csv")
+    assert [line for line, _ in got] == [2, 5, 6, 7, 8]
+    assert got[0][1][3] == "Hauptstr. 1\r\n10115 Berlin\r\nDE"
+
+
+def test_header_spanning_lines_and_bad_bytes_late_in_a_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    # The bad byte lies past the 1 MB sample the encoding is decided on.
+    body = b"".join(b"u%d@example.com,N\xc3\xa9\n" % i for i in range(60000))
+    path.write_bytes(b'"e\nmail",name\n' + body + b"bad@example.com,Ren\xe9\n")
+    with open_rows(path) as stream:
+        got = [(r.line, r.values) for r in stream.rows]
+    assert stream.sniffed.encoding == "utf-8"
+    assert got[0] == (3, ["u0@example.com", "Né"])
+    assert got[-1] == (60003, ["bad@example.com", "René"])
+    assert stream.recovered_lines == [60003]
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"\xef\xbb\xbfemail\n", ("utf-8-sig", True, None)),
+    ("email\n".encode("utf-16-le"), ("utf-16-le", False, None)),
+    ("email\n".encode("utf-16-be"), ("utf-16-be", False, None)),
+    (b"email\nx\x81y\n", ("latin-1", False, "not UTF-8: read as Latin-1 (ISO-8859-1)")),
+    (b"email\n\xe9\n", ("cp1252", False, "not UTF-8: read as Windows-1252")),
+])
+def test_detect_encoding(data: bytes, expected: tuple[str, bool, str | None]) -> None:
+    assert detect_encoding(data) == expected
+
+
+@pytest.mark.parametrize(("line", "delimiter"), [
+    ("email,name\n", ","), ("email;name;city\n", ";"), ("email\tname\n", "\t"),
+    ("email|name\n", "|"), ('"a;b;c",name\n', ","), ("email\n", ","),
+])
+def test_sniff_delimiter(line: str, delimiter: str) -> None:
+    assert sniff_delimiter(line) == delimiter
+
+
+def test_empty_and_missing_files_are_clear_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ListFileError, match="empty"):
+        open_rows(empty)
+    with pytest.raises(ListFileError, match="cannot read"):
+        open_rows(tmp_path / "nope.csv")
+
+
+def test_aliases_map_case_insensitively() -> None:
+    m = build_mapping(["Email Address", "FNAME", "LNAME", "Name", "Plan", "STATUS"])
+    assert (m.email, m.name, m.status) == (0, 3, 5)
+    assert [(i, key) for i, key, _ in m.attributes] == [
+        (1, "first_name"), (2, "last_name"), (4, "Plan")]
+
+
+def test_map_rules_types_and_ignored_columns() -> None:
+    rules = parse_map(["Mail=email", "Zip=zip:text", "Age=age:int", "Secret=-"])
+    m = build_mapping(["Mail", "Zip", "Age", "Secret"], rules)
+    assert m.email == 0 and m.ignored == ["Secret"]
+    converters = {key: conv for _, key, conv in m.attributes}
+    assert converters["zip"]("01234") == "01234"
+    assert converters["age"]("42") == 42
+    with pytest.raises(ValueError):
+        converters["age"]("forty")
+    with pytest.raises(ConfigError, match="expected"):
+        parse_map(["no equals sign"])
+    with pytest.raises(ConfigError, match="unknown type"):
+        parse_map(["A=b:float128"])
+
+
+def test_no_email_column_names_the_columns_found() -> None:
+    with pytest.raises(ListFileError, match=r"no email column.*Contact, Name") as info:
+        build_mapping(["Contact", "Name"], path="x.csv")
+    assert info.value.line == 1
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("42", 42), ("-7", -7), ("0", 0), ("007", "007"), ("4.75", 4.75), ("13.40", 13.4),
+    ("1e3", "1e3"), ("+4930", "+4930"), ("true", True), ("FALSE", False), ("yes", "yes"),
+    ("2024-02-29", "2024-02-29"), ("12345678901234567890", "12345678901234567890"),
+    ("", ""), ("Paris", "Paris"),
+])
+def test_auto_typing_only_when_it_reads_back(text: str, value: object) -> None:
+    assert auto_value(text) == value
+    assert type(auto_value(text)) is type(value)
+    if isinstance(value, str) or text in ("42", "-7", "0", "4.75"):
+        assert export_value(auto_value(text)) == text
