@@ -8,6 +8,7 @@ way a mail delivery agent would.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import threading
@@ -21,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
 
-class LoopbackController(Controller):  # type: ignore[misc]
+class LoopbackController(Controller):
     """aiosmtpd's threaded controller, able to listen on port 0 (a free port the OS picks)."""
 
     def __init__(self, handler: Any, *, hostname: str = "127.0.0.1", port: int = 0, **kw: Any):
@@ -30,8 +31,10 @@ class LoopbackController(Controller):  # type: ignore[misc]
 
     def _trigger_server(self) -> None:
         # The base class connects to self.port to check readiness: learn the real port first.
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
+        server = self.server
+        assert isinstance(server, asyncio.Server)
+        self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
 
     @property
     def url(self) -> str:
@@ -78,6 +81,9 @@ class CaptureRelay:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.controller.stop()
