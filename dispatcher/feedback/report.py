@@ -1,0 +1,55 @@
+"""Bounce and complaint figures by kind, reason and receiving domain, from the event log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from dispatcher.errors import NotFoundError
+from dispatcher.store.database import Store
+from dispatcher.store.models import Campaign, Event, Subscriber
+
+_event = Event.__table__  # type: ignore[attr-defined]
+_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
+
+KINDS = ("bounced", "complained", "unsubscribed", "autoreply", "delivered", "suppressed")
+
+
+@dataclass
+class FeedbackReport:
+    campaign: str | None
+    by_kind: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_domain: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"campaign": self.campaign, "by_kind": dict(self.by_kind),
+                "by_reason": dict(self.by_reason), "by_domain": dict(self.by_domain)}
+
+
+def feedback_report(store: Store, campaign: str | None = None) -> FeedbackReport:
+    """Counts of feedback events; bounces split hard/soft, reasons and domains for bounces."""
+    query = (sa.select(_event.c.kind, _event.c.reason, _event.c.data, _subscriber.c.email)
+             .join(_subscriber, _subscriber.c.id == _event.c.subscriber_id, isouter=True)
+             .where(_event.c.kind.in_(KINDS)))
+    with store.engine.connect() as conn:
+        if campaign is not None:
+            cid = conn.execute(sa.select(_campaign.c.id).where(_campaign.c.name == campaign)
+                               ).scalar()
+            if cid is None:
+                raise NotFoundError(f"no campaign named {campaign!r}")
+            query = query.where(_event.c.campaign_id == cid)
+        rows = conn.execute(query).all()
+    report = FeedbackReport(campaign)
+    for kind, reason, data, email in rows:
+        label = kind
+        if kind == "bounced":
+            # SMTP-time bounces not yet swept carry no verdict: count them as "bounced".
+            label = f"bounced:{(data or {}).get('kind', 'unclassified')}"
+            report.by_reason[reason or "unclassified"] += 1
+            report.by_domain[(email or "?").rpartition("@")[2].lower()] += 1
+        report.by_kind[label] += 1
+    return report
