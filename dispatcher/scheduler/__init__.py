@@ -1,0 +1,1 @@
+"""``dispatcher serve``: starts scheduled campaigns and sends running ones, on its own."""

@@ -1,0 +1,50 @@
+"""Structured logs: readable text on a terminal, one JSON object per line with ``--log-json``.
+
+Fields given as ``extra={...}`` (campaign, event, counts) become JSON keys, so
+a log shipper can filter on them without parsing sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = value if isinstance(value, (int, float, str, bool)) or value is None \
+                    else str(value)
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup(*, json_lines: bool, level: int = logging.INFO) -> None:
+    """Send the daemon's logs (and APScheduler's warnings) to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                               datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("dispatcher")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    aps = logging.getLogger("apscheduler")
+    aps.handlers[:] = [handler]
+    aps.setLevel(logging.WARNING)
+    aps.propagate = False
