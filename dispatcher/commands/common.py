@@ -1,0 +1,81 @@
+"""What every command needs: the workspace, the store, consoles and honest exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from dispatcher.campaigns.loader import load_campaign
+from dispatcher.config import Workspace
+from dispatcher.core.campaign import Campaign
+from dispatcher.store import Store
+
+console = Console()
+# Error lines carry file paths and line numbers: never break them at the terminal width.
+errors = Console(stderr=True, soft_wrap=True)
+
+# Exit codes: 0 done, 1 an error stopped the command, 2 bad usage (click's own),
+# 3 the command ran but some recipients were not delivered.
+EXIT_ERROR = 1
+EXIT_UNDELIVERED = 3
+
+
+@dataclass
+class State:
+    """Global options, carried on the Typer context; the store opens on first use."""
+
+    workspace_dir: Path | None = None
+    database: str | None = None
+    _workspace: Workspace | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = Workspace.load(self.workspace_dir)
+        return self._workspace
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.workspace.database_url(self.database))
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):
+        obj = State()
+        ctx.find_root().obj = obj
+    return obj
+
+
+def campaign_path(ws: Workspace, file: Path) -> Path:
+    """A campaign file as given, or relative to the workspace when that is where it is."""
+    if file.exists() or file.is_absolute():
+        return file
+    return ws.root / file
+
+
+def load(ctx: typer.Context, file: Path) -> tuple[State, Campaign, Path]:
+    st = state(ctx)
+    path = campaign_path(st.workspace, file)
+    return st, load_campaign(path), path
+
+
+def group(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The sub-command group ``name`` (``dispatcher campaign ...``), shared by several modules."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    sub = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub

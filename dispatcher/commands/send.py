@@ -1,0 +1,98 @@
+"""``dispatcher send``: queue a campaign and send it now, in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dispatcher.commands.common import EXIT_UNDELIVERED, console, load
+from dispatcher.core.campaign import Campaign
+from dispatcher.core.rates import Limits
+from dispatcher.delivery import campaign_counts, enqueue, prepare_campaign, send_campaign
+from dispatcher.delivery.queue import Outcome
+from dispatcher.render import Renderer
+from dispatcher.smtp.relay import CAPTURE, choose_relays, open_relays
+
+SHOWN = ("total", "sent", "deferred", "bounced", "failed", "skipped", "queued")
+
+
+def campaign_limits(campaign: Campaign) -> Limits:
+    rate = campaign.rate
+    return Limits(rate.per_second,
+                  *(int(v) if v is not None else None
+                    for v in (rate.per_minute, rate.per_hour, rate.per_day)))
+
+
+def send(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Campaign YAML file.", dir_okay=False)],
+    relay: Annotated[str | None, typer.Option(
+        "--relay", "-r", help="Relay URL (smtp://, smtps://, smtp+starttls://), a relay name "
+        "from dispatcher.toml, several separated by commas (a pool), 'direct' (MX lookup), "
+        "or 'capture' to file messages under outbox/.")] = None,
+    connections: Annotated[int | None, typer.Option(
+        "--connections", "-c", min=1, help="Concurrent SMTP connections per relay.")] = None,
+    render_processes: Annotated[int, typer.Option(
+        "--render-processes", min=0, help="Processes that render while this one sends "
+        "(0: render in this process).")] = 0,
+    lease: Annotated[float, typer.Option(
+        "--lease", min=1, help="Seconds a claimed batch stays ours before another worker may "
+        "take it over (a crashed sender's claims on this machine are taken back at once).")
+    ] = 300.0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Deliveries claimed at once.")
+                     ] = 200,
+) -> None:
+    """Send a campaign now to every active subscriber of its lists not sent to yet."""
+    st, campaign, path = load(ctx, file)
+    ws = st.workspace
+    store = st.store
+    choices = choose_relays(relay, campaign.relay_pool, ws.config.relays)
+    display = ", ".join(c.display for c in choices)
+    campaign_id = prepare_campaign(store, campaign, source_path=str(path), relay=display)
+    # The renderer is built before anything is queued, so a template error stops the send.
+    factory = functools.partial(Renderer, campaign, root=ws.root, sending=ws.config.sending,
+                                secret=store.secret(), campaign_id=campaign_id)
+    renderer = factory()
+    enqueue(store, campaign_id, campaign, path=str(path))
+    counts = next(c for c in campaign_counts(store) if c["name"] == campaign.name)
+    due = counts["queued"] + counts["deferred"]
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with open_relays(choices, ws.outbox) as urls, Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"sending {campaign.name}", total=due)
+
+        def advance(outcome: Outcome) -> None:
+            bar.advance(task)
+
+        summary = asyncio.run(send_campaign(
+            store, campaign_id, renderer, urls,
+            connections=connections or campaign.rate.connections or choices[0].max_connections,
+            per_connection=campaign.rate.per_connection or choices[0].max_messages_per_connection,
+            batch=batch, lease=timedelta(seconds=lease), limits=campaign_limits(campaign),
+            render_processes=render_processes, render_factory=factory, progress=advance))
+    counts = next(c for c in campaign_counts(store) if c["name"] == campaign.name)
+    table = Table(title=f"campaign {campaign.name!r} via {display}")
+    for key in SHOWN:
+        table.add_column(key, justify="right")
+    table.add_row(*(str(counts[k]) for k in SHOWN))
+    console.print(table)
+    if summary.stopped:
+        console.print(f"campaign is {summary.stopped}; unsent messages stay queued")
+    for line in summary.errors[:5]:
+        console.print(f"[red]{line}[/]", markup=True, highlight=False)
+    if any(c.spec == CAPTURE for c in choices):
+        console.print(f"messages are in {ws.outbox}/ (one .eml per recipient)")
+    undelivered = counts["deferred"] + counts["bounced"] + counts["failed"] + counts["queued"]
+    if undelivered:
+        raise typer.Exit(EXIT_UNDELIVERED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)

@@ -1,0 +1,97 @@
+"""``dispatcher worker``: drain every running campaign's queue; run several, anywhere.
+
+Workers on one machine or many share the store (PostgreSQL for more than one
+machine): claims use ``FOR UPDATE SKIP LOCKED``, relay and destination limits
+are counted in the store, so N workers together keep one rate. Running two
+workers on a 2-core machine is also how sending uses both cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from dispatcher.commands.common import console, state
+from dispatcher.commands.send import campaign_limits
+from dispatcher.core.campaign import Campaign as CampaignDefinition
+from dispatcher.delivery import send_campaign
+from dispatcher.delivery.queue import OPEN_STATES
+from dispatcher.render import Renderer
+from dispatcher.smtp.relay import choose_relays, open_relays
+from dispatcher.store.database import Store
+from dispatcher.store.models import Campaign, Delivery
+
+_campaign = Campaign.__table__  # type: ignore[attr-defined]
+_delivery = Delivery.__table__  # type: ignore[attr-defined]
+
+
+def due_campaigns(store: Store, now: datetime) -> list[tuple[int, str, dict[str, object]]]:
+    """Running campaigns with a delivery to try now (or a claim whose lease ran out)."""
+    due = sa.exists().where(
+        _delivery.c.campaign_id == _campaign.c.id, _delivery.c.state.in_(OPEN_STATES),
+        sa.or_(_delivery.c.next_attempt_at.is_(None), _delivery.c.next_attempt_at <= now),
+        sa.or_(_delivery.c.state != "claimed", _delivery.c.lease_expires_at < now))
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(_campaign.c.id, _campaign.c.name, _campaign.c.definition)
+                            .where(_campaign.c.status == "running", due)
+                            .order_by(_campaign.c.id)).all()
+    return [(int(r.id), str(r.name), dict(r.definition)) for r in rows]
+
+
+def worker(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Stop when nothing is due.")] = False,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between looks "
+                                        "for work when idle.")] = 2.0,
+    connections: Annotated[int | None, typer.Option("--connections", "-c", min=1)] = None,
+    render_processes: Annotated[int, typer.Option("--render-processes", min=0)] = 0,
+    lease: Annotated[float, typer.Option("--lease", min=1)] = 300.0,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 200,
+) -> None:
+    """Send queued deliveries of running campaigns until stopped (Ctrl-C, SIGTERM)."""
+    st = state(ctx)
+    ws, store = st.workspace, st.store
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stop:
+        work = due_campaigns(store, datetime.now(UTC))
+        for cid, name, data in work:
+            definition = CampaignDefinition.model_validate(data)
+            choices = choose_relays(None, definition.relay_pool, ws.config.relays)
+            factory = functools.partial(Renderer, definition, root=ws.root,
+                                        sending=ws.config.sending, secret=store.secret(),
+                                        campaign_id=cid)
+            with open_relays(choices, ws.outbox) as urls:
+                summary = asyncio.run(send_campaign(
+                    store, cid, factory(), urls,
+                    connections=connections or definition.rate.connections
+                    or choices[0].max_connections,
+                    per_connection=definition.rate.per_connection
+                    or choices[0].max_messages_per_connection,
+                    batch=batch, lease=timedelta(seconds=lease),
+                    limits=campaign_limits(definition), render_processes=render_processes,
+                    render_factory=factory))
+            console.print(f"{name}: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or f"{name}: nothing")
+            if stop:
+                break
+        if not work:
+            if once:
+                return
+            time.sleep(poll)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
