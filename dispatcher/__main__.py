@@ -1,0 +1,7 @@
+"""``python -m dispatcher``: the same as the ``dispatcher`` command."""
+
+from __future__ import annotations
+
+from dispatcher.cli import main
+
+main()
