@@ -9,8 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from dispatcher.campaigns.loader import load_campaign
 from dispatcher.cli import app
 from dispatcher.core import verp
+from dispatcher.delivery.queue import enqueue, prepare_campaign
 from dispatcher.store import Store
 from dispatcher.store.models import Delivery, Subscriber
 from tests.support.relay import RecordingRelay
@@ -87,3 +89,14 @@ def test_capture_relay_files_one_eml_per_subscriber(workspace: Path) -> None:
     assert "outbox" in output
     first = files[0].read_bytes()
     assert first.startswith(b"Return-Path: <bounces+")
+
+
+def test_enqueue_counts_what_it_queued(workspace: Path, store_url: str) -> None:
+    invoke("import", "lists/weekly.csv", "--list", "weekly")
+    store = Store.open(store_url)
+    definition = load_campaign(workspace / "campaigns" / "weekly.yaml")
+    campaign_id = prepare_campaign(store, definition, source_path="campaigns/weekly.yaml",
+                                   relay="capture")
+    assert enqueue(store, campaign_id, definition) == len(example_rows(workspace))
+    assert enqueue(store, campaign_id, definition) == 0
+    store.close()

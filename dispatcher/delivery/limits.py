@@ -116,8 +116,9 @@ class SharedLimits:
         for window, start in starts.items():
             added = conn.execute(self._insert(_counter).values(
                 key=key, window=window, started_at=start, count=0
-            ).on_conflict_do_nothing(index_elements=["key", "window", "started_at"]))
-            if added.rowcount:
+            ).on_conflict_do_nothing(index_elements=["key", "window", "started_at"])
+                .execution_options(preserve_rowcount=True))
+            if added.rowcount > 0:
                 # A new window began: old ones of this key are history.
                 conn.execute(_counter.delete().where(
                     _counter.c.key == key, _counter.c.window == window,

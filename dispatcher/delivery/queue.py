@@ -72,7 +72,8 @@ def enqueue(store: Store, campaign_id: int, definition: CampaignDefinition, *,
         select,
     ).on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
     with store.engine.begin() as conn:
-        return int(conn.execute(statement).rowcount or 0)
+        # Without preserve_rowcount psycopg reports -1 for an INSERT once its cursor closes.
+        return int(conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount)
 
 
 @dataclass(frozen=True)
