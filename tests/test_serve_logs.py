@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from types import SimpleNamespace
 
-from dispatcher.scheduler.logs import JSONFormatter
+import pytest
+
+from dispatcher.scheduler.logs import JSONFormatter, setup
 
 
 def test_json_lines_carry_message_level_and_fields() -> None:
@@ -32,3 +35,19 @@ def test_exceptions_are_one_field_not_extra_lines() -> None:
     line = JSONFormatter().format(record)
     assert "\n" not in line
     assert "RuntimeError: relay went away" in json.loads(line)["exc"]
+
+
+def test_an_overlapping_tick_is_not_a_warning_but_a_stuck_cron_job_is(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    setup(json_lines=False)
+    aps = logging.getLogger("apscheduler.scheduler")
+    message = 'Execution of job "%s" skipped: maximum number of running instances reached (%d)'
+    try:
+        aps.warning(message, SimpleNamespace(id="tick"), 1)
+        aps.warning(message, SimpleNamespace(id="cron:weekly"), 1)
+    finally:
+        for name in ("dispatcher", "apscheduler"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "namespace(id='cron:weekly')" in lines[0]

@@ -32,6 +32,20 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+_OWN_JOBS = frozenset({"tick", "housekeeping"})
+
+
+def _not_an_overlap(record: logging.LogRecord) -> bool:
+    """False for APScheduler's warning that a tick or housekeeping round is still running.
+
+    Starting a large campaign can take longer than one tick; the next tick is then skipped
+    on purpose (``max_instances=1``), which is no reason to worry whoever reads the log.
+    """
+    job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    return not ("maximum number of running instances" in str(record.msg)
+                and getattr(job, "id", None) in _OWN_JOBS)
+
+
 def setup(*, json_lines: bool, level: int = logging.INFO) -> None:
     """Send the daemon's logs (and APScheduler's warnings) to stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -48,3 +62,4 @@ def setup(*, json_lines: bool, level: int = logging.INFO) -> None:
     aps.handlers[:] = [handler]
     aps.setLevel(logging.WARNING)
     aps.propagate = False
+    handler.addFilter(_not_an_overlap)
