@@ -20,18 +20,25 @@ row, and a campaign whose row changed is recounted once from its deliveries.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dispatcher.store import stats_tables as t
 from dispatcher.store.database import Store
 from dispatcher.store.models import Campaign, Delivery, Event, utcnow
+from dispatcher.store.stats_batch import (
+    STATE_KINDS,
+    Batch,
+    EventRow,
+    Floors,
+    insert_for,
+    upsert,
+)
 from dispatcher.store.stats_queries import (
     BUCKET_SECONDS,
     CampaignDetail,
@@ -60,6 +67,7 @@ _delivery = Delivery.__table__  # type: ignore[attr-defined]
 _event = Event.__table__  # type: ignore[attr-defined]
 
 EVENT_BATCH = 20_000
+_LOOKUP_CHUNK = 5_000
 DELIVERY_BATCH = 200_000
 # An id missing below newer ones is a transaction still committing (PostgreSQL
 # hands out ids before commit) or one rolled back; wait this long, then skip it.
@@ -68,37 +76,10 @@ FEED_KEEP = 200
 THROUGHPUT_KEEP = timedelta(hours=24)
 _LOCK_ID = 7164008
 
-# Event kind -> the delivery state it puts the delivery in.
-STATE_KINDS = {"sent": "sent", "deferred": "deferred", "bounced": "bounced",
-               "failed": "failed", "skipped": "skipped", "requeued": "queued"}
-ATTEMPT_KINDS = ("sent", "deferred", "bounced", "failed")
-FEED_KINDS = frozenset({"deferred", "bounced", "failed", "unsubscribed", "complained",
-                        "error", "autoreply", "suppressed", "requeued"})
-# Sources of events that report on mail sent earlier, not an SMTP attempt now.
-FEEDBACK_SOURCES = frozenset({"dsn", "http", "mailto", "arf", "feedback", "cli", "import",
-                              "imap", "webhook"})
-
-
 @dataclass(frozen=True)
 class RollupResult:
     deliveries: int
     events: int
-
-
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _upsert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *,
-            add: Iterable[str] = (), keep_newer: Iterable[str] = ()) -> None:
-    """Insert rows; on conflict add the ``add`` columns and take non-null ``keep_newer`` ones."""
-    if not rows:
-        return
-    ins = _insert(conn, table)
-    keys = [c.name for c in table.primary_key.columns]
-    updates: dict[str, Any] = {c: table.c[c] + ins.excluded[c] for c in add}
-    updates.update({c: sa.func.coalesce(ins.excluded[c], table.c[c]) for c in keep_newer})
-    conn.execute(ins.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
 
 
 def _advance(ids: Sequence[int], last: int, gap_id: int | None, gap_since: datetime | None,
@@ -131,7 +112,7 @@ def _save_watermark(conn: Connection, name: str, last: int, gap_id: int | None,
 def _lock(conn: Connection) -> None:
     # The first statement writes: on SQLite that takes the write lock, so two
     # callers cannot both read the same watermark and count twice.
-    conn.execute(_insert(conn, t.watermark).on_conflict_do_nothing(index_elements=["name"]),
+    conn.execute(insert_for(conn, t.watermark).on_conflict_do_nothing(index_elements=["name"]),
                  [{"name": "delivery", "last_id": 0}, {"name": "event", "last_id": 0}])
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
@@ -158,7 +139,7 @@ def _roll_deliveries(conn: Connection, now: datetime) -> int:
         sa.select(_delivery.c.campaign_id, sa.func.count())
         .where(_delivery.c.id > lo, _delivery.c.id <= hi)
         .group_by(_delivery.c.campaign_id)).all()
-    _upsert(conn, t.campaign_state, [
+    upsert(conn, t.campaign_state, [
         {"campaign_id": cid, "variant": "", "state": "queued", "count": n}
         for cid, n in groups], add=["count"])
     return sum(n for _, n in groups)
@@ -184,7 +165,6 @@ def _recount(conn: Connection, campaign_id: int, upto: int) -> int:
     return floor
 
 
-Floors = dict[int, tuple[int, int]]
 
 
 def _sync_campaigns(conn: Connection) -> Floors:
@@ -201,7 +181,7 @@ def _sync_campaigns(conn: Connection) -> Floors:
             floors[r.id] = (int(r.event_floor), int(r.delivery_floor))
             continue
         floors[r.id] = (_recount(conn, r.id, upto), upto)
-        _upsert(conn, sync, [{"campaign_id": r.id, "updated_at": r.updated_at,
+        upsert(conn, sync, [{"campaign_id": r.id, "updated_at": r.updated_at,
                               "event_floor": floors[r.id][0], "delivery_floor": upto}],
                 keep_newer=("updated_at", "event_floor", "delivery_floor"))
     return floors
@@ -222,137 +202,6 @@ def _previous_states(conn: Connection, delivery_ids: set[int], upto: int) -> dic
     return {did: STATE_KINDS[kind] for did, (_, kind) in found.items()}
 
 
-def _bucket(at: datetime) -> datetime:
-    return at.replace(second=at.second - at.second % BUCKET_SECONDS, microsecond=0)
-
-
-def _relay_error(kind: str, code: int | None) -> bool:
-    """A failure to talk to the relay at all (no reply code), not a recipient's rejection.
-
-    A 421 on one recipient is usually the destination pushing back through a
-    healthy relay ([TS04] and the like), so it counts as a deferral, not an error.
-    """
-    return kind in ("deferred", "failed") and code is None
-
-
-class _Batch:
-    """The deltas one batch of events adds to the rollup tables."""
-
-    def __init__(self, floors: Floors) -> None:
-        self.floors = floors
-        self.states: dict[tuple[int, str, str], int] = defaultdict(int)
-        self.kinds: dict[tuple[int, str, str], int] = defaultdict(int)
-        self.throughput: dict[tuple[datetime, int, str], dict[str, int]] = {}
-        self.domains: dict[tuple[int, str], dict[str, Any]] = {}
-        self.reasons: dict[tuple[int, str, str], int] = defaultdict(int)
-        self.relays: dict[str, list[Any]] = defaultdict(list)
-        self.feed: list[dict[str, Any]] = []
-
-    def add(self, r: Any, previous: dict[int, str]) -> None:
-        cid, kind, variant = r.campaign_id, r.kind, r.variant or ""
-        if kind in STATE_KINDS and r.delivery_id is not None and cid is not None:
-            before, after = previous.get(r.delivery_id, "queued"), STATE_KINDS[kind]
-            if before == "failed" and kind != "requeued":
-                # "failed" is final unless retry-failed requeued it (the recount of
-                # the campaign then counted it queued): a later outcome means it was.
-                before = "queued"
-            # States are not split by variant: the engine may pick a delivery's
-            # variant only when it sends it, after it was counted as queued.
-            if before != after and not self._recounted(cid, r.id, r.delivery_id):
-                self.states[(cid, "", before)] -= 1
-                self.states[(cid, "", after)] += 1
-            previous[r.delivery_id] = after
-        if cid is not None:
-            self.kinds[(cid, variant, kind)] += 1
-        # A failure without a reply code and relay never reached a server (a template
-        # error for this recipient): not an SMTP outcome.
-        attempt = (kind in ATTEMPT_KINDS and r.source not in FEEDBACK_SOURCES
-                   and not (kind == "failed" and r.code is None and not r.relay))
-        if attempt:
-            tp = self.throughput.setdefault((_bucket(r.at), cid or 0, r.relay or ""),
-                                            dict.fromkeys(ATTEMPT_KINDS, 0))
-            tp[kind] += 1
-            if r.relay:
-                self.relays[r.relay].append(r)
-        if r.domain and cid is not None and (attempt or kind in ("bounced", "complained")):
-            d = self.domains.setdefault((cid, r.domain), {
-                "sent": 0, "deferred": 0, "bounced": 0, "failed": 0, "complained": 0,
-                "last_code": None, "last_reply": None, "last_deferred_at": None})
-            d[kind] += 1
-            if kind != "sent" and kind != "complained":
-                d["last_code"], d["last_reply"] = r.code, (r.detail or "")[:500]
-            if kind == "deferred":
-                d["last_deferred_at"] = r.at
-        if kind == "bounced" and cid is not None:
-            reason = r.reason or r.status or (str(r.code) if r.code else "unknown")
-            self.reasons[(cid, r.domain or "", reason[:64])] += 1
-        if kind in FEED_KINDS:
-            self.feed.append({
-                "event_id": r.id, "at": r.at, "campaign_id": cid, "kind": kind,
-                "domain": r.domain or "", "relay": r.relay or "", "code": r.code,
-                "status": r.status, "reason": r.reason, "detail": (r.detail or "")[:500]})
-
-    def _recounted(self, campaign_id: int, event_id: int, delivery_id: int) -> bool:
-        """Whether the campaign's last recount already saw this event's effect."""
-        events, deliveries = self.floors.get(campaign_id, (0, 0))
-        return event_id <= events and delivery_id <= deliveries
-
-    def write(self, conn: Connection, now: datetime) -> None:
-        _upsert(conn, t.campaign_state, [
-            {"campaign_id": c, "variant": v, "state": s, "count": n}
-            for (c, v, s), n in self.states.items() if n], add=["count"])
-        _upsert(conn, t.campaign_event, [
-            {"campaign_id": c, "variant": v, "kind": k, "count": n}
-            for (c, v, k), n in self.kinds.items()], add=["count"])
-        _upsert(conn, t.throughput, [
-            {"bucket": b, "campaign_id": c, "relay": r, **n}
-            for (b, c, r), n in self.throughput.items()], add=ATTEMPT_KINDS)
-        _upsert(conn, t.domain, [
-            {"campaign_id": c, "domain": d, **v, "updated_at": now}
-            for (c, d), v in self.domains.items()],
-            add=(*ATTEMPT_KINDS, "complained"),
-            keep_newer=("last_code", "last_reply", "last_deferred_at", "updated_at"))
-        _upsert(conn, t.bounce_reason, [
-            {"campaign_id": c, "domain": d, "reason": r, "count": n}
-            for (c, d, r), n in self.reasons.items()], add=["count"])
-        self._write_relays(conn)
-        if self.feed:
-            conn.execute(_insert(conn, t.feed).on_conflict_do_nothing(
-                index_elements=["event_id"]), self.feed)
-
-    def _write_relays(self, conn: Connection) -> None:
-        if not self.relays:
-            return
-        existing = {r.relay: r for r in conn.execute(
-            sa.select(t.relay).where(t.relay.c.relay.in_(list(self.relays))))}
-        rows = []
-        for name, events in self.relays.items():
-            old = existing.get(name)
-            row: dict[str, Any] = {
-                "relay": name, "sent": 0, "deferred": 0, "bounced": 0, "errors": 0,
-                "error_streak": old.error_streak if old else 0,
-                "last_ok_at": old.last_ok_at if old else None,
-                "last_error_at": old.last_error_at if old else None,
-                "last_error": old.last_error if old else None}
-            for e in events:
-                if e.kind in ("sent", "deferred", "bounced"):
-                    row[e.kind] += 1
-                if e.kind == "sent":
-                    row["error_streak"], row["last_ok_at"] = 0, e.at
-                elif _relay_error(e.kind, e.code):
-                    row["errors"] += 1
-                    row["error_streak"] += 1
-                    row["last_error_at"], row["last_error"] = e.at, (e.detail or "")[:500]
-            rows.append(row)
-        ins = _insert(conn, t.relay)
-        conn.execute(ins.on_conflict_do_update(index_elements=["relay"], set_={
-            **{c: t.relay.c[c] + ins.excluded[c]
-               for c in ("sent", "deferred", "bounced", "errors")},
-            **{c: ins.excluded[c]
-               for c in ("error_streak", "last_ok_at", "last_error_at", "last_error")},
-        }), rows)
-
-
 def _prune(conn: Connection, campaign_ids: set[int | None], now: datetime) -> None:
     for cid in campaign_ids:
         where = t.feed.c.campaign_id.is_(None) if cid is None else t.feed.c.campaign_id == cid
@@ -364,16 +213,33 @@ def _prune(conn: Connection, campaign_ids: set[int | None], now: datetime) -> No
     conn.execute(t.throughput.delete().where(t.throughput.c.bucket < now - THROUGHPUT_KEEP))
 
 
+def _new_events(conn: Connection, lo: int) -> list[EventRow]:
+    """Events past ``lo`` with their delivery's domain, relay and variant.
+
+    Two primary-key lookups rather than one join: right after a large send, before
+    PostgreSQL's statistics catch up, the planner hash-joined the whole delivery table
+    for a handful of new events (~200 ms a refresh at 1M deliveries).
+    """
+    events = conn.execute(
+        sa.select(_event.c.id, _event.c.at, _event.c.kind, _event.c.campaign_id,
+                  _event.c.delivery_id, _event.c.code, _event.c.status, _event.c.reason,
+                  _event.c.source, _event.c.detail)
+        .where(_event.c.id > lo).order_by(_event.c.id).limit(EVENT_BATCH)).all()
+    wanted = sorted({e.delivery_id for e in events if e.delivery_id is not None})
+    found: dict[int, tuple[str | None, str | None, str | None]] = {}
+    for start in range(0, len(wanted), _LOOKUP_CHUNK):
+        chunk = wanted[start:start + _LOOKUP_CHUNK]
+        found.update((d.id, (d.domain, d.relay, d.variant)) for d in conn.execute(
+            sa.select(_delivery.c.id, _delivery.c.domain, _delivery.c.relay,
+                      _delivery.c.variant).where(_delivery.c.id.in_(chunk))))
+    missing = (None, None, None)
+    return [EventRow._make((*e, *found.get(e.delivery_id, missing))) for e in events]
+
+
 def _roll_events(conn: Connection, now: datetime, floors: Floors) -> int:
     wm = _watermark(conn, "event")
     lo = int(wm.last_id)
-    rows = conn.execute(
-        sa.select(_event.c.id, _event.c.at, _event.c.kind, _event.c.campaign_id,
-                  _event.c.delivery_id, _event.c.code, _event.c.status, _event.c.reason,
-                  _event.c.source, _event.c.detail, _delivery.c.domain, _delivery.c.relay,
-                  _delivery.c.variant)
-        .select_from(_event.outerjoin(_delivery, _delivery.c.id == _event.c.delivery_id))
-        .where(_event.c.id > lo).order_by(_event.c.id).limit(EVENT_BATCH)).all()
+    rows = _new_events(conn, lo)
     if not rows:
         return 0
     hi, gap_id, gap_since = _advance([r.id for r in rows], lo, wm.gap_id, wm.gap_since, now)
@@ -383,7 +249,7 @@ def _roll_events(conn: Connection, now: datetime, floors: Floors) -> int:
         return 0
     previous = _previous_states(conn, {r.delivery_id for r in rows if r.delivery_id is not None
                                        and r.kind in STATE_KINDS}, lo)
-    batch = _Batch(floors)
+    batch = Batch(floors)
     for r in rows:
         batch.add(r, previous)
     batch.write(conn, now)
@@ -427,7 +293,7 @@ def report_relay(store: Store, relay: str, *, connections: int | None = None,
     """What a running engine knows about a relay (open connections, limit, failover state)."""
     now = now or utcnow()
     with store.engine.begin() as conn:
-        ins = _insert(conn, t.relay).values(
+        ins = insert_for(conn, t.relay).values(
             relay=relay, sent=0, deferred=0, bounced=0, errors=0, error_streak=0,
             connections=connections, rate_limit=rate_limit, state=state, reported_at=now)
         conn.execute(ins.on_conflict_do_update(index_elements=["relay"], set_={
