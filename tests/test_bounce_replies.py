@@ -180,6 +180,56 @@ CASES = [
     (554, "5.0.0 Service unavailable", "soft", "system", "5.0.0"),
     (250, "2.0.0 Ok: queued as 4BXyZ", "delivered", "none", "2.0.0"),
     (421, "4.4.2 example.com Error: timeout exceeded", "soft", "network", "4.4.2"),
+    # Wording from the real samples in tests/data/bounces/sisimai/ and phpbouncehandler/.
+    (
+        550,
+        "5.4.1 <kijitora@example.br>: Recipient address rejected: Access denied "
+        "[BL2NAM02FT061.eop-nam02.prod.protection.outlook.com]",
+        "hard",
+        "user_unknown",
+        "5.4.1",
+    ),
+    (
+        554,
+        "5.7.1 <kijitora@example.com>: Recipient address rejected: Access denied",
+        "soft",
+        "policy",
+        "5.7.1",
+    ),
+    (550, "Mailbox is frozen. See http://mail.i.ua/err/3/", "hard", "user_unknown", None),
+    (
+        550,
+        "The recipient's e-mail address was not found in the recipient's e-mail system.",
+        "hard",
+        "user_unknown",
+        None,
+    ),
+    (
+        554,
+        "The mail could not be delivered to the recipient because the domain is not reachable. "
+        "Please check the domain and try again (-1915321397:308:-2147467259)",
+        "hard",
+        "host_unknown",
+        None,
+    ),
+    (550, "Ip frequency limited", "soft", "rate_limited", None),
+    (554, "Host network not allowed -", "soft", "blocked", None),
+    (
+        550,
+        "5.1.0 <bounce@mailer.example.com> sender rejected. AUP#CDRBL",
+        "soft",
+        "blocked",
+        "5.1.0",
+    ),
+    (550, "Unroutable sender address", "soft", "policy", None),
+    (
+        550,
+        "5.7.1 RESOLVER.RST.AuthRequired; authentication required",
+        "soft",
+        "policy",
+        "5.7.1",
+    ),
+    (554, "5.4.6 Hop count exceeded - possible mail loop", "soft", "system", "5.4.6"),
 ]
 
 
@@ -228,3 +278,22 @@ def test_diagnostic_without_code_uses_status() -> None:
     )
     assert (result.kind, result.reason) == ("hard", "host_unknown")
     assert classify(None, "smtp; 550 5.1.1 unknown user").code == 550
+
+
+def test_null_mx_is_hard_whatever_the_status() -> None:
+    """Gmail fails a message to a null-MX domain with status 4.0.0; waiting cannot help."""
+    result = classify(
+        None,
+        "DNS Error: 80458680 DNS type 'mx' lookup of libsisimai.org responded with code "
+        "NOERROR The domain libsisimai.org doesn't receive email according to the "
+        "administrator: returned Null MX https://www.rfc-editor.org/info/rfc7505",
+        status="4.0.0",
+    )
+    assert (result.kind, result.reason) == ("hard", "host_unknown")
+    # Other 4.x host trouble stays soft.
+    assert classify(None, "Host or domain name not found", status="4.4.3").kind == "soft"
+
+
+def test_the_stated_cause_beats_the_retry_timeout() -> None:
+    result = classify(None, "4.4.7 retry timeout exceeded; mailbox full", status="4.4.7")
+    assert (result.kind, result.reason) == ("soft", "mailbox_full")

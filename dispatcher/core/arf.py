@@ -62,10 +62,17 @@ def parse_arf(msg: Message, original_to: list[str]) -> Complaint | None:
         recipients = (rcpt,) if rcpt else tuple(original_to)
         return Complaint(fields.get("feedback-type", "abuse").lower() or "abuse", recipients,
                          fields.get("user-agent", ""))
-    jmrp = msg.get("X-HmXmrOriginalRecipient")
-    if jmrp:
-        return Complaint("abuse", (_strip_addr(str(jmrp)),), "Microsoft JMRP")
+    # Microsoft JMRP: the header is on the report itself or on the returned copy attached to it.
+    for part in msg.walk():
+        jmrp = part.get("X-HmXmrOriginalRecipient")
+        if jmrp:
+            return Complaint("abuse", (_strip_addr(str(jmrp)),), "Microsoft JMRP")
     return None
+
+
+# RFC 6591 authentication-failure reports and "not-spam" reports are ARF too, but nobody
+# complained: they must not unsubscribe anyone.
+NOT_COMPLAINTS = frozenset({"auth-failure", "not-spam", "dkim", "spf"})
 
 
 _AUTO_SUBJECT = re.compile(
@@ -137,13 +144,15 @@ def _parse_ses(text: str) -> SESNotice | None:
     start = text.find("{")
     if start < 0:
         return None
+    # strict=False: a notification relayed by e-mail can have a long line folded inside a
+    # JSON string (a raw newline, which strict JSON forbids).
     try:
-        data: Any = json.loads(text[start:text.rfind("}") + 1])
+        data: Any = json.loads(text[start:text.rfind("}") + 1], strict=False)
     except ValueError:
         return None
     if isinstance(data, dict) and isinstance(data.get("Message"), str):
         try:
-            data = json.loads(data["Message"])
+            data = json.loads(data["Message"], strict=False)
         except ValueError:
             return None
     if not isinstance(data, dict):

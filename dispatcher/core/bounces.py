@@ -27,13 +27,20 @@ from email.policy import compat32
 from typing import Any
 
 from dispatcher.core import prose, tokens
-from dispatcher.core.arf import SESNotice, autoreply_body, is_autoreply, parse_arf, parse_ses
+from dispatcher.core.arf import (
+    NOT_COMPLAINTS,
+    SESNotice,
+    autoreply_body,
+    is_autoreply,
+    parse_arf,
+    parse_ses,
+)
 from dispatcher.core.dsn import parse_delivery_status
 from dispatcher.core.replies import HARD_REASONS, ReplyClass, classify
 
 _TOKEN = re.compile(r"(?<![0-9a-z-])([0-9a-z]{1,13})-([0-9a-z]{1,13})-([a-z2-7]{16})(?![0-9a-z-])",
                     re.I)
-_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mdaemon|mail administrator|"
+_BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery|mdaemon|mail administrator|"
                           r"system administrator|mailerdaemon|notify|bounce", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|returned mail|delivery (?:status )?(?:notification|failure|failed|"
@@ -132,6 +139,10 @@ def _quoted_headers(text: str) -> Message | None:
 def _report_parts(msg: Message) -> list[str]:
     """Text parts that are the bounce's own words (not the returned original)."""
     out: list[str] = []
+    # Courier and some appliances write their explanation in the MIME preamble.
+    preamble = msg.preamble if msg.is_multipart() else None
+    if preamble and len(preamble.strip()) > 80:
+        out.append(preamble)
 
     def walk(part: Message) -> None:
         ctype = part.get_content_type()
@@ -142,7 +153,9 @@ def _report_parts(msg: Message) -> list[str]:
                 if isinstance(sub, Message):
                     walk(sub)
             return
-        if ctype.startswith("text/") or ctype == "application/octet-stream":
+        # A multipart whose boundary parameter was lost (an unfolded header line) is
+        # left as one text blob by the parser: its words are still the bounce's.
+        if ctype.startswith(("text/", "multipart/")) or ctype == "application/octet-stream":
             text = _text(part)
             if ctype == "text/html":
                 text = re.sub(r"<br\s*/?>|</p>|</div>|</tr>", "\n", text, flags=re.I)
@@ -196,6 +209,11 @@ def _from_reply(address: str, cls: ReplyClass, diagnostic: str, *, delayed: bool
         kind, reason = "delivered", "none"
     elif delayed or action == "delayed":
         kind = "soft"
+        if reason == "expired":
+            reason = "unknown"  # still being tried: nothing has expired yet
+    elif action == "failed" and cls.temporary and reason in ("network", "unknown", "system"):
+        # The MTA gave up retrying a temporary failure: the message expired in its queue.
+        reason = "expired"
     elif kind == "delivered":
         # A failure report whose status says 2.x: trust the report, not the stray code.
         kind, reason = "soft", "unknown"
@@ -230,12 +248,26 @@ def analyze(raw: bytes | str, *, secret: bytes | None = None,
 
     complaint = parse_arf(msg, original_to)
     if complaint is not None:
-        return Analysis("complaint", "complaint", None, None, complaint.recipients,
+        kind, reason = ("not_bounce", "none") if complaint.feedback_type in NOT_COMPLAINTS \
+            else ("complaint", "complaint")
+        return Analysis(kind, reason, None, None, complaint.recipients,
                         source="arf", feedback_type=complaint.feedback_type, **base)
 
     ses = parse_ses(report) if "notificationType" in whole or "eventType" in whole else None
     if ses is not None:
         return _ses_analysis(ses, base)
+
+    from_ = _header(msg, "From")
+    own = {a.lower() for a in own_addresses}
+    for name in ("From", "To", "Return-Path", "Sender", "Reply-To", "Delivered-To", "Cc"):
+        own.update(prose.clean(a).lower() for a in prose.ADDRESS.findall(_header(msg, name)))
+    senders = set(own)
+    if original is not None:
+        for name in ("From", "Sender", "Return-Path", "Reply-To", "Errors-To"):
+            senders.update(prose.clean(a).lower() for a in prose.ADDRESS.findall(
+                _header(original, name)))
+    failed = [prose.unpercent(prose.clean(a)) for a in
+              str(msg.get("X-Failed-Recipients", "")).split(",") if "@" in a]
 
     dsn_parts = [p for p in msg.walk() if p.get_content_type() in (
         "message/delivery-status", "message/global-delivery-status")]
@@ -245,21 +277,29 @@ def analyze(raw: bytes | str, *, secret: bytes | None = None,
     rows = parse_delivery_status(dsn_text) if dsn_text else []
     delayed = prose.is_warning(subject, report)
     if rows:
+        # A report whose recipient field is no address ("/var/mail/x", "@host"): the
+        # failed address is named elsewhere (X-Failed-Recipients, the prose, the original).
+        spare = [a for a in [*failed, *prose.strong_recipients(report, own),
+                             *(t for t in original_to if t.lower() not in senders)]
+                 if prose.ADDRESS.fullmatch(a)]
         details: list[RecipientResult] = []
         for row in rows:
-            if any(d.address.lower() == row.final_recipient.lower() for d in details):
+            address = row.final_recipient
+            if not prose.ADDRESS.fullmatch(address):
+                used = {d.address.lower() for d in details}
+                address = next((a for a in spare if a.lower() not in used), address)
+            if any(d.address.lower() == address.lower() for d in details):
                 continue
-            around = prose.context(report, row.final_recipient)
+            around = prose.context(report, row.final_recipient) or prose.context(report, address)
             text = row.diagnostic or around
             cls = classify(row.code, text, row.status)
             if cls.reason in ("unknown", "system") and around and text is not around:
                 better = classify(row.code, around, row.status)
                 if better.reason not in ("unknown", "system"):
                     cls, text = better, f"{text}\n{around}"
-            details.append(_from_reply(row.final_recipient, cls, text, action=row.action))
+            details.append(_from_reply(address, cls, text, action=row.action))
         return _finish(details, "dsn", delayed and all(r.action != "failed" for r in rows), base)
 
-    from_ = _header(msg, "From")
     looks_bounce = bool(_BOUNCE_FROM.search(from_) or _BOUNCE_SUBJECT.search(subject)
                         or msg.get("X-Failed-Recipients"))
     if not looks_bounce and (is_autoreply(msg) or autoreply_body(report)):
@@ -267,16 +307,6 @@ def analyze(raw: bytes | str, *, secret: bytes | None = None,
                         tuple(a for a in [prose.clean(from_.rpartition("<")[2])] if "@" in a),
                         source="autoreply", **base)
 
-    own = {a.lower() for a in own_addresses}
-    for name in ("From", "To", "Return-Path", "Sender", "Reply-To", "Delivered-To", "Cc"):
-        own.update(prose.clean(a).lower() for a in prose.ADDRESS.findall(_header(msg, name)))
-    senders = set(own)
-    if original is not None:
-        for name in ("From", "Sender", "Return-Path", "Reply-To", "Errors-To"):
-            senders.update(prose.clean(a).lower() for a in prose.ADDRESS.findall(
-                _header(original, name)))
-    failed = [prose.clean(a) for a in str(msg.get("X-Failed-Recipients", "")).split(",") if
-              "@" in a]
     domain = from_.rpartition("@")[2].strip("<> ").lower()
     recipients = failed or prose.strong_recipients(report, own, domain)
     if not recipients and looks_bounce:

@@ -46,8 +46,8 @@ _STRONG = (
     re.compile(r"addressed,?\s+(?:to\s+)?<?([^@\s<>,]{1,64}@[^@\s<>,]{1,254}[A-Za-z])", re.I),
     # Sendmail: "<addr>... User unknown" and "addr... reason".
     re.compile(r"<?([^@<>\s]{1,64}@[^@<>\s]{1,255}?)>?\.\.\.[ \t]+\S", re.M),
-    # Transcripts: "RCPT TO:<addr>" / "RCPT To:<addr>".
-    re.compile(r"rcpt to:\s*<([^@<>\s]{1,64}@[^@<>\s]{1,255})>", re.I),
+    # Transcripts: "RCPT TO:<addr>" / "RCPT To:<addr>" / "RCPT TO: addr".
+    re.compile(r"rcpt to:\s*<?([^@<>\s]{1,64}@[^@<>\s]{1,255}?)>?(?=[\s>]|$)", re.I | re.M),
     # Exim: the failed address indented two spaces, alone on its line.
     re.compile(r"^  ([^@\s<>]{1,64}@[^@\s<>]{1,255})[ \t]*$", re.M),
     # Exchange / Office 365 / generic prose.
@@ -82,6 +82,15 @@ def clean(address: str) -> str:
     address = address.strip().strip("<>[]()\"'.,;:")
     if address.lower().startswith("mailto:"):
         address = address[7:]
+    return address
+
+
+def unpercent(address: str) -> str:
+    """Undo the "percent hack" (``user%example.com@relay`` -> ``user@example.com``)."""
+    local, _, _host = address.rpartition("@")
+    user, pct, domain = local.rpartition("%")
+    if pct and user and "." in domain and ADDRESS.fullmatch(f"{user}@{domain}"):
+        return f"{user}@{domain}"
     return address
 
 

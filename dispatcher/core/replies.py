@@ -93,17 +93,24 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"access denied\. ?as\(201806281\)", r"resolver\.adr\.recip\w*notfound",
         r"recipientnotfound", r"recipient not found by smtp address lookup",
     )),
+    # Microsoft's older Directory-Based Edge Blocking wording (no AS code): 5.4.1 + access denied.
+    ("user_unknown", _p(
+        r"5\.4\.1\b[^\n]{0,80}recipient address rejected: access denied",
+        r"mailbox (?:is )?frozen",
+        r"(?:e-?mail )?address wasn[\u2019']?t found", r"(?:e-?mail )?address was not found",
+    )),
+    ("host_unknown", _p(
+        r"because the domain is not reachable",  # Outlook.com: the domain has no mail server
+    )),
+    # Exchange "RESOLVER.RST.*": delivery to the address is restricted (groups, senders).
+    ("policy", _p(r"resolver\.rst\.", r"delivery to this address is restricted")),
+    ("system", _p(
+        r"hop count exceeded", r"mail loop", r"too many hops", r"routing loop",
+        r"does not advertise auth", r"send mail as",
+    )),
     # Postfix's "Host not found, try again" is a DNS failure that may pass.
     ("network", _p(
         r"host not\s+found, try again", r"name service error.{0,120}try again",
-    )),
-    ("expired", _p(
-        r"retry timeout exceeded", r"maximum delivery attempts", r"delivery time expired",
-        r"message expired",
-        r"could not be delivered within", r"has been delayed for too long",
-        r"too long in (?:the )?queue", r"retry time not reached for any host after a long",
-        r"giving up on", r"was not delivered within", r"\bexpired\b(?! account)",
-        r"maximum time in queue", r"message timed? ?out after",
     )),
     ("auth_failure", _p(
         r"\bdmarc\b", r"\bspf\b", r"\bdkim\b", r"sender policy framework", r"unauthenticated",
@@ -111,6 +118,7 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"does not meet the required authentication", r"5\.7\.(?:515|509|26|27|23)\b",
         r"authentication credentials invalid", r"dmarc policy",
     )),
+    # A full mailbox is the cause an MTA names before "retry timeout exceeded".
     ("mailbox_full", _p(
         r"exceed\w* (?:their |the |his |her |its )?quota", r"quota violation",
         r"mailbox (?:is )?full", r"mail ?box.{0,20}\bfull\b", r"over ?quota", r"quota exceeded",
@@ -121,6 +129,14 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"storage (?:limit|quota)", r"too many messages in (?:this|the) mailbox",
         r"user.{0,10} disk quota", r"not enough (?:disk )?space", r"mailfolder is full",
         r"\bdisk full\b.{0,40}(?:user|mailbox)", r"message would exceed",
+    )),
+    ("expired", _p(
+        r"retry timeout exceeded", r"maximum delivery attempts", r"delivery time expired",
+        r"message expired",
+        r"could not be delivered within", r"has been delayed for too long",
+        r"too long in (?:the )?queue", r"retry time not reached for any host after a long",
+        r"giving up on", r"was not delivered within", r"\bexpired\b(?! account)",
+        r"maximum time in queue", r"message timed? ?out after",
     )),
     ("message_too_large", _p(
         r"message (?:is )?too (?:large|big)", r"message size (?:exceeds|limit|too)",
@@ -177,6 +193,7 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"unexpected volume", r"exceeded the (?:sending|message|connection)", r"connection limit",
         r"try (?:again )?later.{0,40}(?:volume|rate)", r"(?:sending|message) rate", r"mail rate",
         r"limit exceeded", r"slow down", r"resources temporarily unavailable",
+        r"frequency limit",
     )),
     ("spam_detected", _p(
         r"unsolicited", r"\bspam\b(?!haus|cop|cannibal)", r"spam (?:content|message|score)",
@@ -191,6 +208,7 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"client host .{0,40}rejected", r"poor reputation", r"permanently deferred",
         r"not authorized to send", r"sender ip", r"\bblocking\b", r"\(s3150\)", r"sending ip",
         r"ip address .{0,40}(?:rejected|refused|blocked|not allowed)", r"sorbs",
+        r"host network not allowed", r"\bcdrbl\b",
     )),
     ("policy", _p(
         r"\bpolicy\b", r"not permitted",
@@ -199,7 +217,7 @@ _TEXT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"administrative(?:ly)? prohibit", r"tls required", r"must use tls",
         r"encryption required", r"ptr record", r"reverse dns", r"helo", r"greylist", r"grey-list",
         r"gray ?list", r"sender (?:address )?rejected", r"sender verify", r"not accepted",
-        r"restricted", r"rejected by (?:the )?recipient",
+        r"restricted", r"rejected by (?:the )?recipient", r"unroutable sender",
     )),
     ("network", _p(
         r"connection (?:refused|timed out|reset|closed|lost|dropped)", r"timed out", r"timeout",
@@ -272,6 +290,9 @@ _DECISIVE = frozenset({"1.1", "1.2", "1.3", "1.6", "1.10", "2.2", "3.4", "2.3", 
 _VAGUE = frozenset({"policy", "system", "network", "blocked", "unknown"})
 
 
+_NULL_MX = re.compile(r"null mx|rfc ?7505|doesn'?t receive e-?mail|does not (?:accept|receive) "
+                      r"(?:e-?)?mail", re.I)
+
 # A reason is stated near the start; a bounded input keeps hostile mail cheap.
 _MAX_TEXT = 8192
 
@@ -300,6 +321,10 @@ def classify(code: int | None, text: str, status: str | None = None) -> ReplyCla
         reason = "mailbox_full"
 
     temporary = cls == "4" or (code is not None and 400 <= code < 500)
+    if reason == "host_unknown" and _NULL_MX.search(text):
+        # RFC 7505: a null MX is the domain's own word that it takes no mail, whatever
+        # code the reporting MTA chose (Gmail says 4.0.0 while failing the message).
+        temporary = False
     kind = "hard" if reason in HARD_REASONS and not temporary else "soft"
     return ReplyClass(kind, reason, status, code)
 
