@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import sqlite3
@@ -141,7 +142,8 @@ def main() -> None:
         root = Path(tmp)
         source = root / "subscribers.csv"
         generate(source, args.rows)
-        print(f"{args.rows:,} rows, {source.stat().st_size / 1e6:.0f} MB CSV")
+        print(f"{args.rows:,} rows, {source.stat().st_size / 1e6:.0f} MB CSV; "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {_load()}")
         floor = child(["floor", str(source), str(root / "floor.db")])
         floor_rate = args.rows / floor["seconds"]
         floor_cpu = args.rows / floor["cpu"]
@@ -171,6 +173,13 @@ def main() -> None:
             finally:
                 if schema:
                     _pg(f'DROP SCHEMA "{schema}" CASCADE')
+        print(f"done {time.strftime('%H:%M UTC', time.gmtime())}, {_load()}")
+
+
+def _load() -> str:
+    """The load average: on a shared machine, whether the rates above can be trusted."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def _pg(sql: str) -> None:

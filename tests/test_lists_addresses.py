@@ -67,6 +67,19 @@ def test_fast_path_accepts_only_what_email_validator_accepts(
         assert _library(address) == address
 
 
+@pytest.mark.parametrize(("address", "fast"), [
+    ("x" * 64 + "@example.com", True), ("x" * 65 + "@example.com", False),
+    ("a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 56 + ".com", True),
+    ("ab@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 56 + ".com", False),
+    ("a@b.test", False), ("a@mail.onion", False), ("a@b.mytest", True), ("a@test.com", True),
+    ("a--b@example.com", False), ("a@x--y.com", False),
+])
+def test_fast_path_boundaries(address: str, fast: bool) -> None:
+    assert _fast(address) is fast
+    if fast:
+        assert _library(address) == address
+
+
 @pytest.fixture
 def dns_server() -> Iterator[DNSServer]:
     with DNSServer() as server:

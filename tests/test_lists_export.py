@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.errors import ConfigError, NotFoundError
-from dispatcher.lists.exporter import ExportOptions, export_csv
+from dispatcher.lists.exporter import (
+    _BATCH,
+    ExportOptions,
+    _Lines,
+    _Prefetch,
+    _Rows,
+    export_csv,
+)
 from dispatcher.lists.importer import ImportOptions, import_file
+from dispatcher.lists.mapping import export_value
 from dispatcher.store import Store
-from dispatcher.store.models import Subscriber
+from dispatcher.store.models import Subscriber, utcnow
 
 DATA = Path(__file__).parent / "data" / "lists"
 
@@ -87,3 +98,45 @@ def test_round_trip_export_import_export_is_identical(
     second = export(store, attributes_json=attributes_json)
     store.close()
     assert second == first
+
+
+_FIELD = st.one_of(st.none(), st.text(alphabet=st.sampled_from('ab,"\n\r é;\t'), max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_FIELD, min_size=4, max_size=4), max_size=5))
+def test_csv_lines_are_what_csv_writer_writes(table: list[list[str | None]]) -> None:
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows(table)
+    got = io.StringIO()
+    lines = _Lines(got, 4)
+    for row in table:
+        lines.add(row)
+    lines.flush()
+    assert got.getvalue() == expected.getvalue()
+
+
+@pytest.mark.parametrize("attributes", [
+    {"n": 86, "neg": -7, "big": 10**30, "f": 9.41, "tiny": 1e-07, "e": 1e16, "z": -0.0,
+     "three": 3.0, "t": True, "f2": False, "null": None, "s": "Zoë, \"q\"", "empty": ""},
+    {"list": [1, 2.50, "x"], "obj": {"b": 1, "a": [True, None]}, "n": 5},
+    {},
+])
+def test_attribute_columns_are_what_export_value_writes(attributes: dict[str, object]) -> None:
+    keys = sorted({*attributes, "missing"})
+    rows = _Rows(None, keys, as_json=False)  # type: ignore[arg-type]
+    for raw in (json.dumps(attributes), json.dumps(attributes, ensure_ascii=False)):
+        assert rows.attributes(raw) == [export_value(attributes.get(k)) for k in keys]
+
+
+def test_fetching_errors_and_early_stops_end_the_fetching_thread(store: Store) -> None:
+    with pytest.raises(sa.exc.DBAPIError), _Prefetch(store, sa.select(sa.text("* FROM nope"))) as b:
+        list(b)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(Subscriber), [
+            {"email": f"u{i}@example.com", "name": "", "attributes": {}, "status": "active",
+             "created_at": utcnow(), "updated_at": utcnow()} for i in range(3 * _BATCH)])
+    with _Prefetch(store, sa.select(Subscriber.email)) as batches:
+        for _ in batches:
+            break  # the writing stopped (a full disk, a closed pipe): the fetching stops too
+    assert batches._thread.is_alive() is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import shutil
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,30 @@ def test_lists_column_subscribes_to_each_list(store: Store, tmp_path: Path) -> N
             " JOIN mailing_list l ON l.id = m.list_id ORDER BY 1, 2")).all()
     assert [tuple(r) for r in rows] == [("a@example.com", "all"), ("a@example.com", "existing"),
                                         ("a@example.com", "weekly"), ("b@example.com", "all")]
+
+
+def test_the_garbage_collector_is_left_as_it_was(store: Store, tmp_path: Path) -> None:
+    f = write(tmp_path / "f.csv", "email\na@example.com\nnot-an-address\n")
+    assert gc.get_freeze_count() == 0
+    import_file(store, f, ImportOptions(list_name="l"))
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # as an application freezing its start-up objects would
+    try:
+        import_file(store, f, ImportOptions(list_name="l"))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_rejects_keep_file_order_across_batches(store: Store, tmp_path: Path) -> None:
+    with store.engine.begin() as conn:
+        for email in ("s1@example.com", "s2@example.com"):
+            conn.execute(sa.insert(Suppression).values(email_hash=suppression_hash(email),
+                                                       reason="complained"))
+    f = write(tmp_path / "f.csv", "email\ns1@example.com\nbad1\na@example.com\nbad2\n"
+                                  "b@example.com\ns2@example.com\nbad3\n")
+    report = import_file(store, f, ImportOptions(list_name="l", batch=2))
+    assert (report.added, report.rejected_total) == (2, 5)
+    assert [(r[0], r[1].partition(" ")[0]) for r in rejects(f)[1:]] == [
+        ("3", "invalid"), ("2", "suppressed"), ("5", "invalid"), ("7", "suppressed"),
+        ("8", "invalid")]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.errors import ConfigError, ListFileError
+from dispatcher.lists.incoming import RowReader
 from dispatcher.lists.mapping import auto_value, build_mapping, export_value, parse_map
-from dispatcher.lists.reader import detect_encoding, open_rows, sniff_delimiter
+from dispatcher.lists.reader import Row, detect_encoding, open_rows, sniff_delimiter
 
 DATA = Path(__file__).parent / "data" / "lists"
 
@@ -145,3 +149,43 @@ def test_auto_typing_only_when_it_reads_back(text: str, value: object) -> None:
     assert type(auto_value(text)) is type(value)
     if isinstance(value, str) or text in ("42", "-7", "0", "4.75"):
         assert export_value(auto_value(text)) == text
+
+
+def test_an_unparseable_row_is_reported_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("email,name\na@example.com,A\n"
+                    f'b@example.com,"{"x" * (1 << 20)}y"\nc@example.com,C\n', encoding="utf-8")
+    got = rows(path)
+    assert [line for line, _ in got] == [2, 3, 4]
+    assert got[1][1][0].startswith("<unparseable: field larger than field limit")
+    assert got[2] == (4, ["c@example.com", "C"])
+
+
+_TEXTS = st.one_of(
+    st.sampled_from(["", "0", "-0", "007", "42", "-7", "3.50", "1e3", "true", "FALSE", "yes",
+                     "2024-02-29", "12345678901234567890", '{"a": [1, 2.5]}', "[1, 2]",
+                     "null", "Zoë", "a\u2028b", 'say "hi"', "NaN", " 5 "]),
+    st.text(max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_TEXTS, min_size=5, max_size=5), min_size=1, max_size=6))
+def test_row_attributes_as_json_are_what_json_dumps_writes(table: list[list[str]]) -> None:
+    header = ["email", "Zip", "Age", "Extra", "Note", "Price"]
+    rules = parse_map(["Zip=zip:text", "Age=age:int", "Extra=extra:json", "Price=price:decimal"])
+    mapping = build_mapping(header, rules)
+    reader = RowReader(mapping, ("l",))
+    seen: list[dict[str, object]] = []
+    for line, texts in enumerate(table, start=2):
+        try:
+            item = reader.incoming(Row(line, ["a@example.com", *texts]))
+        except ValueError:
+            continue
+        assert item.encoded == json.dumps(item.attributes)
+        expected = {key: convert(texts[index - 1])
+                    for index, key, convert in mapping.attributes if texts[index - 1]}
+        assert json.dumps(item.attributes) == json.dumps(expected)
+        seen.append(item.attributes)
+    # Typed JSON values (dicts, lists) are never one object shared by two rows.
+    shared = [id(v) for a in seen for v in a.values() if isinstance(v, dict | list)]
+    assert len(shared) == len(set(shared))

@@ -39,7 +39,7 @@ class Sniffed:
     fallback: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     line: int
     values: list[str]
@@ -166,28 +166,28 @@ def _iter_rows(text: io.TextIOWrapper, header_lines: int, delimiter: str,
     csv.field_size_limit(FIELD_LIMIT)
     with text:
         reader = csv.reader(text, delimiter=delimiter, strict=False)
-        offset = header_lines
-        done = 0
+        done = 0  # physical lines of data read so far
         while True:
-            line = offset + done + 1
+            # A plain for loop (cheaper per row than next() under try), left only
+            # when csv cannot parse a row, to go on after it.
             try:
-                values = next(reader)
-            except StopIteration:
+                for values in reader:
+                    line = header_lines + done + 1
+                    done = reader.line_num
+                    if not values or (len(values) == 1 and not values[0].strip()):
+                        continue
+                    if errors_in(values):
+                        values = _recover(values)
+                        stream.recovered_lines.append(line)
+                    yield Row(line, values)
                 return
             except csv.Error as exc:
+                line = header_lines + done + 1
                 done = reader.line_num
                 yield Row(line, [f"<unparseable: {exc}>"])
-                continue
             except UnicodeDecodeError as exc:
                 raise ListFileError(f"cannot decode as {stream.sniffed.encoding}: {exc.reason}",
-                                    path=str(stream.path), line=line) from exc
-            done = reader.line_num
-            if not values or (len(values) == 1 and not values[0].strip()):
-                continue
-            if errors_in(values):
-                values = _recover(values)
-                stream.recovered_lines.append(line)
-            yield Row(line, values)
+                                    path=str(stream.path), line=header_lines + done + 1) from exc
 
 
 _ESCAPED = re.compile("[\udc80-\udcff]")

