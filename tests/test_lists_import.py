@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gc
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,26 @@ def test_rejects_keep_file_order_across_batches(store: Store, tmp_path: Path) ->
     assert [(r[0], r[1].partition(" ")[0]) for r in rejects(f)[1:]] == [
         ("3", "invalid"), ("2", "suppressed"), ("5", "invalid"), ("7", "suppressed"),
         ("8", "invalid")]
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_large_import_refreshes_postgresql_planner_statistics(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dispatcher.lists.importer.ANALYZE_AFTER", 2)
+    count = sa.text("SELECT analyze_count FROM pg_stat_user_tables "
+                    "WHERE relname = 'subscriber' AND schemaname = current_schema()")
+    with store.engine.connect() as conn:
+        before = conn.execute(count).scalar_one()
+    path = tmp_path / "two.csv"
+    path.write_text("email\na@example.com\nb@example.com\n", encoding="utf-8")
+    import_file(store, path, ImportOptions(list_name="l"))
+    # The statistics collector reports with a delay of its own: wait for it, bounded.
+    deadline = time.monotonic() + 10
+    while True:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            after = conn.execute(count).scalar_one()
+        if after > before or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert after == before + 1

@@ -24,9 +24,18 @@ from dispatcher.lists.incoming import RowReader
 from dispatcher.lists.mapping import Rule, build_mapping
 from dispatcher.lists.reader import RowStream, open_rows
 from dispatcher.store.database import Store
-from dispatcher.store.subscribers import MODES, Incoming, ensure_list, find_list, write_batch
+from dispatcher.store.subscribers import (
+    MODES,
+    Incoming,
+    ensure_list,
+    find_list,
+    refresh_statistics,
+    write_batch,
+)
 
 BATCH = 5000
+# Rows written by one import past which PostgreSQL's planner statistics are refreshed.
+ANALYZE_AFTER = 10_000
 Progress = Callable[[int, int], None]  # (rows read so far, bytes read so far)
 
 
@@ -117,9 +126,12 @@ def import_file(store: Store, path: Path, options: ImportOptions,
     stream: RowStream = open_rows(path, options.delimiter)
     try:
         with _old_objects_left_alone():
-            return _import_stream(store, path, stream, options, progress)
+            report = _import_stream(store, path, stream, options, progress)
     finally:
         stream.close()
+    if report.added + report.updated >= ANALYZE_AFTER:
+        refresh_statistics(store)
+    return report
 
 
 @contextmanager

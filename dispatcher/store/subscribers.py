@@ -309,3 +309,14 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
                 f"ON CONFLICT (list_id, subscriber_id) {on_conflict}", (list_id, stamp_now),
                 members)
     return result
+
+
+def refresh_statistics(store: Store) -> None:
+    """Let PostgreSQL's planner see a large import now rather than when autovacuum gets to it.
+
+    Until then a filtered export (``--list`` and ``--where``) of 100,000 freshly imported
+    rows took minutes: the planner still believed the tables nearly empty.
+    """
+    if store.dialect == "postgresql":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE subscriber, membership")
