@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher import commands
-from dispatcher.commands.common import EXIT_ERROR, State, errors
+from dispatcher.commands.common import EXIT_ERROR, EXIT_INTERRUPTED, State, errors
 from dispatcher.errors import DispatcherError
 
 app = typer.Typer(
@@ -55,10 +57,39 @@ def main() -> None:
     try:
         app()
     except DispatcherError as exc:
-        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(EXIT_ERROR)
+        _fail(escape(str(exc)))
     except SQLAlchemyError as exc:
         # The store went away or refused a statement: say which store, not a traceback.
         cause = getattr(exc, "orig", None) or exc
-        errors.print(f"[bold red]store error:[/] {escape(str(cause))}", highlight=False)
-        sys.exit(EXIT_ERROR)
+        _fail(escape(str(cause)), label="store error")
+    except OSError as exc:
+        # A file, folder or port the command was pointed at: its name and what the system said.
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        _fail(escape(f"{where}{exc.strerror or exc}"))
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:  # typer's translation of KeyboardInterrupt
+            errors.print("interrupted: what was done so far is kept; run the same command "
+                         "again to go on", highlight=False)
+        raise
+    except Exception as exc:
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        # A bug, not bad input: no traceback for the user, but where in dispatcher to look.
+        _fail(escape(f"unexpected {type(exc).__name__} at {_where(exc)}: {exc} (a bug in "
+                     "dispatcher; DISPATCHER_DEBUG=1 shows the traceback)"),
+              label="internal error")
+
+
+def _where(exc: BaseException) -> str:
+    """``dispatcher/smtp/relay.py:63``: the innermost frame of our own code."""
+    package = Path(__file__).resolve().parent
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(package):
+            return f"{path.relative_to(package.parent)}:{frame.lineno}"
+    return "?"
+
+
+def _fail(message: str, *, label: str = "error") -> NoReturn:
+    errors.print(f"[bold red]{label}:[/] {message}", markup=True, highlight=False)
+    sys.exit(EXIT_ERROR)

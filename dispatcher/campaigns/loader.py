@@ -36,6 +36,8 @@ _MESSAGES = {
 def _compose(text: str, path: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise CampaignError("not a campaign: values nested too deeply", path=path) from None
     except yaml.YAMLError as exc:
         # The context mark (where the unclosed quote or key began) is where the fix goes.
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
@@ -45,6 +47,43 @@ def _compose(text: str, path: str) -> yaml.Node | None:
             f"not valid YAML: {problem}" + (f" ({context})" if context else ""), path=path,
             line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
         ) from exc
+
+
+# A campaign is a page of settings; more values than this after expanding YAML aliases
+# is an "alias bomb" (ten lines, millions of values) that would stall every send.
+MAX_VALUES = 100_000
+
+
+def _check_tree(tree: yaml.Node, path: str) -> None:
+    """Duplicate keys (YAML keeps the last one silently) and alias bombs, at their line."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:  # an alias is the same node object again
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        first = seen[key.value].start_mark.line + 1
+                        raise CampaignError(f"duplicate key {key.value!r} (first at line "
+                                            f"{first}; only one of them would be used)",
+                                            path=path, line=key.start_mark.line + 1,
+                                            column=key.start_mark.column + 1)
+                    seen[key.value] = key
+                total += size(key) + size(value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total
+        if total > MAX_VALUES:
+            raise CampaignError(f"more than {MAX_VALUES:,} values once YAML aliases are "
+                                "expanded: too big for a campaign", path=path,
+                                line=node.start_mark.line + 1, column=node.start_mark.column + 1)
+        return total
+
+    size(tree)
 
 
 def _child(node: yaml.Node, part: str | int, *, key: bool = False) -> yaml.Node | None:
@@ -155,6 +194,8 @@ def load_campaign(path: Path, *, root: Path | None = None) -> Campaign:
     except UnicodeDecodeError as exc:
         raise CampaignError(f"not UTF-8 text: {exc.reason}", path=shown) from exc
     tree = _compose(text, shown)
+    if tree is not None:
+        _check_tree(tree, shown)
     data = yaml.safe_load(text) if tree is not None else None
     if tree is None or not isinstance(data, dict):
         raise CampaignError("a campaign file must be a mapping of keys to values", path=shown,
@@ -175,3 +216,19 @@ def load_campaign(path: Path, *, root: Path | None = None) -> Campaign:
     if root is not None:
         _check_templates(campaign, root, shown, tree)
     return campaign
+
+
+def locate(path: Path, loc: tuple[str | int, ...]) -> tuple[int | None, int | None]:
+    """``(line, column)`` of the value at ``loc`` in a campaign file that loaded before.
+
+    For checks made after loading (a cron line that APScheduler refuses), so their
+    errors point at the value as well as the loader's own do.
+    """
+    try:
+        tree = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None, None
+    if tree is None:
+        return None, None
+    node = _node_at(tree, loc)
+    return node.start_mark.line + 1, node.start_mark.column + 1

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dispatcher.commands.common import console, group, state
+from dispatcher.commands.common import EXIT_ERROR, console, errors, group, state
 from dispatcher.core.bounces import Analysis, analyze
-from dispatcher.errors import ConfigError, FeedbackError, InputError
+from dispatcher.errors import ConfigError, FeedbackError
 from dispatcher.feedback.inbound import InboundHandler, start_receiver
 from dispatcher.feedback.intake import ingest as ingest_messages
 from dispatcher.feedback.intake import open_source
@@ -52,25 +53,35 @@ def classify(
     key = _secret(secret)
     prefix = state(ctx).workspace.config.sending.verp_prefix
     rows: list[dict[str, Any]] = []
+    unreadable = 0
     for path in files:
         try:
             raw = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from exc
-        row = as_dict(str(path), analyze(raw, secret=key, verp_prefix=prefix))
+            result = analyze(raw, secret=key, verp_prefix=prefix)
+        except (OSError, RecursionError) as exc:
+            # The other files are still classified; the exit code says one was not.
+            reason = (f"cannot read: {exc.strerror or exc}" if isinstance(exc, OSError)
+                      else "cannot classify: MIME parts nested too deeply")
+            errors.print(f"[bold red]error:[/] {escape(str(path))}: {escape(reason)}",
+                         markup=True, highlight=False)
+            unreadable += 1
+            continue
+        row = as_dict(str(path), result)
         if as_json:
             print(json.dumps(row), flush=True)
         rows.append(row)
-    if as_json:
-        return
-    table = Table(title="returned mail")
-    for column in ("file", "kind", "reason", "status", "recipients", "campaign", "subscriber"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["file"], row["kind"], row["reason"], row["status"] or "",
-                      ", ".join(row["recipients"]), str(row["campaign"] or ""),
-                      str(row["subscriber"] or ""))
-    console.print(table)
+    if not as_json and rows:
+        table = Table(title="returned mail")
+        for column in ("file", "kind", "reason", "status", "recipients", "campaign",
+                       "subscriber"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["file"], row["kind"], row["reason"], row["status"] or "",
+                          ", ".join(row["recipients"]), str(row["campaign"] or ""),
+                          str(row["subscriber"] or ""))
+        console.print(table)
+    if unreadable:
+        raise typer.Exit(EXIT_ERROR)
 
 
 SoftLimit = Annotated[int, typer.Option(
@@ -108,9 +119,11 @@ def ingest(
         actions[decision.action] = actions.get(decision.action, 0) + 1
     summary = {"source": source, "messages": report.messages, "duplicates": report.duplicates,
                "kinds": report.kinds, "smtp_bounces": len(swept), "actions": actions,
-               "errors": report.errors}
+               "errors": report.errors, "skipped": report.skipped}
     if as_json:
         print(json.dumps(summary))
+        if report.failed:
+            raise typer.Exit(EXIT_ERROR)
         return
     table = Table(title=f"ingest {source}", show_header=False)
     for key in ("messages", "duplicates", "smtp_bounces"):
@@ -120,8 +133,15 @@ def ingest(
     for action, count in sorted(actions.items()):
         table.add_row(f"action: {action}", str(count))
     console.print(table)
+    if report.skipped:
+        shown = ", ".join(report.skipped[:5]) + (", ..." if len(report.skipped) > 5 else "")
+        console.print(f"[yellow]warning:[/] {len(report.skipped)} file(s) are not mail and were "
+                      f"left where they are: {escape(shown)}", markup=True, highlight=False)
     for error in report.errors:
-        console.print(f"[yellow]warning:[/] {error}")
+        console.print(f"[yellow]warning:[/] {escape(error)}", markup=True, highlight=False)
+    if report.failed:
+        # What could not be read or applied is still at its source for the next pass.
+        raise typer.Exit(EXIT_ERROR)
 
 
 def _redact(source: str) -> str:
@@ -153,7 +173,8 @@ def report(
 def receive(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (25 for the bounce domain's MX).")] = 2525,
+    port: Annotated[int, typer.Option(help="Port (25 for the bounce domain's MX).", min=0,
+                                      max=65535)] = 2525,
     soft_limit: SoftLimit = 3,
     soft_days: SoftDays = 14,
 ) -> None:

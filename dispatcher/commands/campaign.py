@@ -24,7 +24,7 @@ from dispatcher.commands.common import (
     state,
 )
 from dispatcher.core.campaign import Campaign
-from dispatcher.errors import DispatcherError, NotFoundError, TemplateError
+from dispatcher.errors import DispatcherError, InputError, NotFoundError, TemplateError
 from dispatcher.render import Recipient, Renderer
 from dispatcher.smtp.relay import choose_relay
 from dispatcher.store.audience import count, members, unused_names
@@ -189,19 +189,35 @@ def preview(
 ) -> None:
     """Write rendered messages for the first recipients as .eml and .html files."""
     st, campaign, path, renderer = load_checked(ctx, file)
-    out.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for recipient in _recipients(st, campaign, path, limit, subscriber):
-        message = renderer.render(recipient)
-        _, _, html, _ = renderer.render_parts(
-            Recipient(recipient.subscriber_id, recipient.email, recipient.name,
-                      recipient.attributes, message.variant))
-        stem = f"{written + 1:03d}-{re.sub(r'[^A-Za-z0-9@._+-]', '_', recipient.email)}"
-        (out / f"{stem}.eml").write_bytes(
-            f"Return-Path: <{message.envelope_from}>\r\n".encode() + message.data)
-        (out / f"{stem}.html").write_text(html, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the preview folder: {exc.strerror}", path=str(out)
+                         ) from None
+    written = failed = 0
+    for number, recipient in enumerate(_recipients(st, campaign, path, limit, subscriber), 1):
+        try:
+            message = renderer.render(recipient)
+            _, _, html, _ = renderer.render_parts(
+                Recipient(recipient.subscriber_id, recipient.email, recipient.name,
+                          recipient.attributes, message.variant))
+        except DispatcherError as exc:
+            # One recipient's missing attribute must not hide how the others look.
+            errors.print(str(exc), **PLAIN)
+            failed += 1
+            continue
+        stem = f"{number:03d}-{re.sub(r'[^A-Za-z0-9@._+-]', '_', recipient.email)}"
+        try:
+            (out / f"{stem}.eml").write_bytes(
+                f"Return-Path: <{message.envelope_from}>\r\n".encode() + message.data)
+            (out / f"{stem}.html").write_text(html, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write previews: {exc.strerror}", path=str(out)) from None
         written += 1
     console.print(f"wrote {written} preview(s) to {out}/", **PLAIN)
+    if failed:
+        errors.print(f"{path}: {failed} recipient(s) could not be rendered", **PLAIN)
+        raise typer.Exit(EXIT_ERROR)
 
 
 def preview_attributes(st: State, campaign: Campaign, path: Path,

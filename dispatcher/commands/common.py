@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.campaigns.loader import load_campaign
 from dispatcher.config import Workspace
 from dispatcher.core.campaign import Campaign
+from dispatcher.errors import StoreError
 from dispatcher.store import Store
 
-console = Console()
+# Campaign, list and file names, SMTP replies and subscriber data are printed all the
+# time: they are text, not Rich markup ("sale [/b]" must not stop `status`). A message
+# that styles itself says so with markup=True and escapes what it quotes.
+console = Console(markup=False)
 # Error lines carry file paths and line numbers: never break them at the terminal width.
-errors = Console(stderr=True, soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True, markup=False)
 
 # Exit codes: 0 done, 1 an error stopped the command, 2 bad usage (click's own),
-# 3 the command ran but some recipients were not delivered.
+# 3 the command ran but some recipients were not delivered, 130 Ctrl-C (typer's).
 EXIT_ERROR = 1
 EXIT_UNDELIVERED = 3
+EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -41,13 +48,28 @@ class State:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.workspace.database_url(self.database))
+            url = self.workspace.database_url(self.database)
+            try:
+                self._store = Store.open(url)
+            except StoreError:
+                raise
+            except (SQLAlchemyError, ImportError) as exc:
+                # Not a database file, an unknown URL scheme, a driver that is not
+                # installed: all of them are "this store URL cannot be used".
+                cause = getattr(exc, "orig", None) or exc
+                raise StoreError(f"cannot open the store at {hide_password(url)}: "
+                                 f"{cause}") from exc
         return self._store
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def hide_password(url: str) -> str:
+    """A store or mailbox URL as it may be shown: ``user:***@host``."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def state(ctx: typer.Context) -> State:
@@ -68,7 +90,8 @@ def campaign_path(ws: Workspace, file: Path) -> Path:
 def load(ctx: typer.Context, file: Path) -> tuple[State, Campaign, Path]:
     st = state(ctx)
     path = campaign_path(st.workspace, file)
-    return st, load_campaign(path), path
+    # With the workspace, a missing template is reported at its line in the campaign.
+    return st, load_campaign(path, root=st.workspace.root), path
 
 
 def group(app: typer.Typer, name: str, help: str) -> typer.Typer:

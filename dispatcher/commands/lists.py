@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dispatcher.commands.common import console, state
+from dispatcher.errors import ConfigError, InputError
 from dispatcher.lists import admin
 from dispatcher.lists.addresses import MXChecker
 from dispatcher.lists.exporter import STATUSES, ExportOptions, export_csv
@@ -47,10 +50,13 @@ def import_(
 ) -> None:
     """Import subscribers from a CSV file into a list; bad rows go to FILE.rejects.csv."""
     st = state(ctx)
+    if delimiter in ("tab", "\\t"):
+        delimiter = "\t"
+    if delimiter is not None and len(delimiter) != 1:
+        raise ConfigError(f"--delimiter {delimiter!r}: one character, e.g. ';' or 'tab'")
     options = ImportOptions(
         list_name=list_name, mode=mode, dry_run=dry_run, resubscribe=resubscribe,
-        rules=parse_map(mapping or []), attributes_json=attributes_json,
-        delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
+        rules=parse_map(mapping or []), attributes_json=attributes_json, delimiter=delimiter,
         mx=MXChecker() if check_mx else None)
     store = st.store
     size = file.stat().st_size if file.is_file() else None
@@ -58,7 +64,8 @@ def import_(
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                   TextColumn("{task.fields[rows]} rows"), TimeRemainingColumn(),
                   console=console, transient=True, disable=not show) as bar:
-        task = bar.add_task(f"importing {file.name}", total=size, rows=0)
+        # The column reads its text as markup: a file name is not.
+        task = bar.add_task(f"importing {escape(file.name)}", total=size, rows=0)
         report = import_file(store, file, options,
                              progress=lambda rows, pos: bar.update(task, completed=pos, rows=rows))
     summary = report.as_dict()
@@ -84,10 +91,10 @@ def _print_summary(report: ImportReport, list_name: str | None) -> None:
     console.print(table)
     console.print(f"encoding {report.encoding}, delimiter {report.delimiter!r}")
     if report.encoding_fallback:
-        console.print(f"[yellow]warning:[/] {report.encoding_fallback}")
+        console.print(f"[yellow]warning:[/] {escape(report.encoding_fallback)}", markup=True)
     if report.recovered_lines:
         console.print(f"[yellow]warning:[/] {report.recovered_lines} lines were not UTF-8 and "
-                      "were read as Windows-1252")
+                      "were read as Windows-1252", markup=True)
     if report.rejects_path:
         console.print(f"rejected rows are in {report.rejects_path}")
 
@@ -113,12 +120,30 @@ def export(
         export_csv(st.store, sys.stdout, options=options)
         return
     target = Path(output)
+    if target.is_dir():
+        raise InputError("is a folder: give a file name, e.g. -o subscribers.csv", path=output)
     partial = target.with_name(target.name + ".partial")
-    with partial.open("w", newline="", encoding="utf-8") as out:
-        count = export_csv(st.store, out, options=options)
-    # Written aside and renamed, so a failed export never leaves half a file under the name.
-    partial.replace(target)
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            count = export_csv(st.store, out, options=options)
+        # Written aside and renamed, so a failed export never leaves half a file under the name.
+        partial.replace(target)
+    except OSError as exc:
+        _remove(partial)
+        folder = target.parent
+        reason = (f"the folder {folder} does not exist" if not folder.exists()
+                  else f"cannot write: {exc.strerror}")
+        raise InputError(reason, path=output) from None
+    except BaseException:
+        # A store error or Ctrl-C half way: no half file left beside the real one.
+        _remove(partial)
+        raise
     console.print(f"exported {count} subscribers to {output}")
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # never there, or its folder is not one
+        path.unlink()
 
 
 lists_app = typer.Typer(help="Mailing lists: counts by status, create, rename, delete.",

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dispatcher.campaigns.loader import locate
 from dispatcher.commands.common import console, load, state
 from dispatcher.core.schedule import (
     ScheduleError,
@@ -17,7 +18,7 @@ from dispatcher.core.schedule import (
     start_decision,
     zone,
 )
-from dispatcher.errors import ConfigError
+from dispatcher.errors import CampaignError, ConfigError
 from dispatcher.render import Renderer
 from dispatcher.scheduler import records
 from dispatcher.scheduler.cron import cron_trigger
@@ -64,7 +65,12 @@ def schedule(
     definition = campaign.model_dump(mode="json", by_alias=True)
     try:
         if at is None and plan is not None and plan.cron:
-            trigger = cron_trigger(plan.cron, tz)
+            try:
+                trigger = cron_trigger(plan.cron, tz)
+            except ScheduleError as exc:
+                line, column = locate(path, ("schedule", "cron"))
+                raise CampaignError(str(exc), path=str(path), line=line, column=column
+                                    ) from None
             records.save_schedule(store, records.NewSchedule(
                 campaign.name, "cron", definition, str(path), relay or "", cron=plan.cron,
                 timezone=tz), now=now)
@@ -82,9 +88,13 @@ def schedule(
             raise ConfigError(f"{path}: no time given: use --at, or schedule: {{at: ...}}, "
                               f"cron or local_time in the campaign")
     except ScheduleError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"--at: {exc}" if at is not None else str(exc)) from None
     if start_decision(when, now, grace=config.grace) == "missed":
-        raise ConfigError(f"{_when(when, tz)} is more than {config.grace} in the past")
+        message = f"{_when(when, tz)} is more than {config.grace} in the past"
+        if at is not None:
+            raise ConfigError(f"--at: {message}")
+        line, column = locate(path, ("schedule", "at"))
+        raise CampaignError(f"schedule.at: {message}", path=str(path), line=line, column=column)
     records.save_schedule(store, records.NewSchedule(
         campaign.name, "at", definition, str(path), relay or "", at=when, timezone=tz,
         display=display), now=now)

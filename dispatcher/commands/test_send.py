@@ -17,7 +17,7 @@ import typer
 from dispatcher.commands.campaign import PLAIN, load_checked, preview_attributes
 from dispatcher.commands.common import EXIT_UNDELIVERED, console, errors
 from dispatcher.core.campaign import check_address
-from dispatcher.errors import ConfigError
+from dispatcher.errors import ConfigError, SMTPAuthError, SMTPConnectError
 from dispatcher.render import Recipient, RenderedMessage
 from dispatcher.smtp.relay import CAPTURE, RelayURL, choose_relay, open_relay
 
@@ -30,7 +30,13 @@ async def _send_all(relay: RelayURL, messages: list[RenderedMessage], helo: str
         validate_certs=relay.verify_tls, timeout=relay.timeout, local_hostname=helo,
         username=relay.username, password=relay.password)
     results: list[tuple[RenderedMessage, str | None]] = []
-    await client.connect()
+    try:
+        await client.connect()
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise SMTPAuthError(f"relay {relay.display} refused the login: {exc.code} "
+                            f"{exc.message}", code=exc.code, text=exc.message) from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise SMTPConnectError(f"relay {relay.display}: cannot connect: {exc}") from None
     try:
         for message in messages:
             try:
@@ -41,6 +47,10 @@ async def _send_all(relay: RelayURL, messages: list[RenderedMessage], helo: str
                 results.append((message, f"{refused.code} {refused.message}"))
             except aiosmtplib.SMTPResponseException as exc:
                 results.append((message, f"{exc.code} {exc.message}"))
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                # The connection is gone: this seed and the ones after it were not sent.
+                results += [(m, f"connection lost: {exc}") for m in messages[len(results):]]
+                break
     finally:
         try:
             await client.quit()

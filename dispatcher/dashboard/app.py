@@ -80,7 +80,12 @@ class DashboardApp(App[None]):
     async def on_open_campaign(self, message: OpenCampaign) -> None:
         screen = CampaignDetailScreen(message.campaign_id)
         await self.push_screen(screen)
-        detail = await asyncio.to_thread(self.source.detail, message.campaign_id)
+        try:
+            detail = await asyncio.to_thread(self.source.detail, message.campaign_id)
+        except (SQLAlchemyError, DispatcherError) as exc:
+            # The store went away between two refreshes: say so, keep the app running.
+            self.notify(f"cannot read the campaign: {exc}"[:200], severity="error", markup=False)
+            return
         screen.show(detail, self.overview.at if self.overview else datetime.now(UTC))
 
     async def on_steer(self, message: Steer) -> None:
@@ -103,9 +108,10 @@ class DashboardApp(App[None]):
         try:
             result = await asyncio.to_thread(self.source.act, campaign_id, action)
         except (SQLAlchemyError, DispatcherError) as exc:
-            self.notify(f"{action} failed: {exc}", severity="error")
+            self.notify(f"{action} failed: {exc}", severity="error", markup=False)
             return
-        self.notify(result.message, severity="information" if result.ok else "warning")
+        self.notify(result.message, severity="information" if result.ok else "warning",
+                    markup=False)  # it names the campaign, which may hold "[...]"
         await self.reload()
 
     def _campaign_name(self, campaign_id: int) -> str:

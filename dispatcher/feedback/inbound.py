@@ -14,6 +14,7 @@ unsubscribe TOKEN>``) is honoured when its token verifies.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dispatcher.core import tokens
 from dispatcher.core.bounces import analyze
+from dispatcher.errors import ConfigError
 from dispatcher.feedback.intake import digest
 from dispatcher.feedback.policy import Policy, apply, unsubscribe
 from dispatcher.smtp.capture import LoopbackController
@@ -60,6 +62,9 @@ class InboundHandler:
         raw = envelope.original_content or b""
         try:
             await asyncio.to_thread(self.process, raw, [str(r) for r in envelope.rcpt_tos])
+        except RecursionError:
+            # MIME parts nested thousands deep never parse: a retry would fail the same way.
+            return "554 5.6.0 Message structure nested too deeply"
         except Exception:  # the sender must retry rather than lose the message
             return "451 4.3.0 Could not record the message, try again later"
         self.accepted += 1
@@ -90,5 +95,13 @@ def start_receiver(handler: InboundHandler, *, host: str = "127.0.0.1",
     """Start the receiver in a thread; ``.port`` is the real port, ``.stop()`` ends it."""
     controller = LoopbackController(handler, hostname=host, port=port,
                                     data_size_limit=10 * 1024 * 1024)
-    controller.start()
+    try:
+        controller.start()
+    except (OSError, OverflowError) as exc:
+        controller.stop(no_assert=True)  # joins the thread that could not bind
+        controller.loop.close()  # aiosmtpd leaves it open (and its sockets) on that path
+        # asyncio words a busy port at length; the system's short text says it all.
+        reason = (os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno
+                  and exc.errno > 0 else getattr(exc, "strerror", None) or str(exc))
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
     return controller

@@ -37,6 +37,10 @@ class Returned:
     raw: bytes
     label: str
     done: Callable[[], None] = lambda: None
+    # Why this entry was not read (unreadable file) or is no message at all (a CSV in
+    # the folder): either way it is left where it is.
+    unread: str | None = None
+    not_a_message: bool = False
 
 
 @dataclass
@@ -46,6 +50,8 @@ class IngestReport:
     kinds: dict[str, int] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # files in the folder that are no mail
+    failed: int = 0  # messages not read or not applied, left for the next pass
 
 
 def digest(raw: bytes) -> str:
@@ -58,13 +64,24 @@ def ingest(store: Store, messages: Iterator[Returned], *, source: str, verp_pref
     report = IngestReport()
     secret = store.secret()
     for message in messages:
+        if message.not_a_message:
+            report.skipped.append(message.label)
+            continue
+        if message.unread is not None:
+            report.failed += 1
+            report.errors.append(f"{message.label}: not read, left in place: {message.unread}")
+            continue
         report.messages += 1
         try:
             analysis = analyze(message.raw, secret=secret, verp_prefix=verp_prefix)
             decisions = apply(store, analysis, source=source, key=digest(message.raw),
                               policy=policy)
-        except (ValueError, LookupError, TypeError, sa.exc.SQLAlchemyError) as exc:
-            # Left at its source, unacknowledged: the next pass tries it again.
+        except (ValueError, LookupError, TypeError, RecursionError,
+                sa.exc.SQLAlchemyError) as exc:
+            # Left at its source, unacknowledged: the next pass tries it again. (A
+            # RecursionError is a hostile message, MIME parts nested thousands deep:
+            # it must not stop the messages after it.)
+            report.failed += 1
             report.errors.append(f"{message.label}: not applied, left in place: {exc}")
             continue
         if decisions and decisions[0].action == "duplicate":
@@ -107,10 +124,30 @@ def from_mbox(path: Path) -> Iterator[Returned]:
         box.close()
 
 
-def from_files(paths: list[Path], processed: Path | None = None) -> Iterator[Returned]:
-    """Single-message files (.eml); moved to ``processed`` when given."""
+_HEADER_START = re.compile(rb"\s*(From |[!-9;-~]+:)")  # a header field, or an mbox From line
+
+
+def looks_like_message(path: Path, raw: bytes) -> bool:
+    """A ``.eml`` file, or one that starts like a message (``Return-Path:``, ``Received:``)."""
+    return path.suffix.lower() == ".eml" or bool(_HEADER_START.match(raw[:1000]))
+
+
+def from_files(paths: list[Path], processed: Path | None = None, *,
+               only_messages: bool = False) -> Iterator[Returned]:
+    """Single-message files (.eml); moved to ``processed`` when given.
+
+    With ``only_messages`` (a folder the user pointed at), a file that is not mail,
+    such as the subscriber CSV beside the bounces, is skipped and never moved.
+    """
     for path in paths:
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            yield Returned(b"", str(path), unread=f"cannot read: {exc.strerror}")
+            continue
+        if only_messages and not looks_like_message(path, raw):
+            yield Returned(b"", str(path), not_a_message=True)
+            continue
 
         def move(path: Path = path) -> None:
             if processed is not None:
@@ -211,6 +248,8 @@ def from_pop3(url: str) -> Iterator[Returned]:
 
 def open_source(spec: str) -> tuple[str, Iterator[Returned]]:
     """``(source name, messages)`` for a URL, ``maildir:``/``mbox:`` path or plain path."""
+    if re.match(r"^(imap|pop3)s?://", spec):
+        _check_url(spec)
     if re.match(r"^imaps?://", spec):
         return "imap", from_imap(spec)
     if re.match(r"^pop3s?://", spec):
@@ -224,7 +263,7 @@ def open_source(spec: str) -> tuple[str, Iterator[Returned]]:
         return "maildir", from_maildir(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        return "files", from_files(files, processed=path / "processed")
+        return "files", from_files(files, processed=path / "processed", only_messages=True)
     if path.is_file():
         with path.open("rb") as handle:
             first = handle.readline()
@@ -232,3 +271,13 @@ def open_source(spec: str) -> tuple[str, Iterator[Returned]]:
             return "mbox", from_mbox(path)
         return "files", from_files([path])
     raise ConfigError(f"no such mailbox, file or URL: {spec}")
+
+
+def _check_url(spec: str) -> None:
+    """A mailbox URL's host and port, checked before connecting (the readers are lazy)."""
+    shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", spec)
+    try:
+        parts = urlsplit(spec)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"mailbox URL {shown!r}: {exc}") from None

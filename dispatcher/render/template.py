@@ -9,6 +9,7 @@ empty greeting (``{{ first_name | default('there') }}`` is the way to allow it).
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -68,15 +69,46 @@ def load_html(path: Path, *, shown: str | None = None) -> jinja2.Template:
         # Jinja tags survive MJML compilation in text and attributes, so the
         # expensive step happens once per campaign, not once per recipient.
         _compiles[0] += 1
+        written = source
         try:
             source = mjml2html(source, include_loader=lambda inc: _read(path.parent / inc, inc))
         except TemplateError:
             raise
         except Exception as exc:  # the Rust engine raises plain exceptions with its message
             raise TemplateError(f"MJML error: {exc}", path=name) from exc
+        check_mjml_elements(source, original=written, path=name)
     elif "preheader" not in source:
         source = add_preheader(source)
     return compile_source(prepare_html(source), path=name, html=True)
+
+
+# The MJML engine copies an element it does not know (<mj-txt>, <mj-colum>) into the
+# HTML as it is: every recipient would get a broken layout, so it is an error here.
+_MJ_ELEMENT = re.compile(r"<(mj-[A-Za-z0-9-]+)")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+MJML_ELEMENTS = (
+    "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint", "mj-font",
+    "mj-style", "mj-title", "mj-preview", "mj-include", "mj-raw", "mj-wrapper", "mj-section",
+    "mj-group", "mj-column", "mj-text", "mj-button", "mj-image", "mj-divider", "mj-spacer",
+    "mj-table", "mj-social", "mj-social-element", "mj-navbar", "mj-navbar-link",
+    "mj-accordion", "mj-accordion-element", "mj-accordion-title", "mj-accordion-text",
+    "mj-carousel", "mj-carousel-image", "mj-hero",
+)
+
+
+def check_mjml_elements(compiled: str, *, original: str, path: str) -> None:
+    """A :class:`TemplateError` at the line of an ``<mj-...>`` element MJML left uncompiled."""
+    found = _MJ_ELEMENT.search(_HTML_COMMENT.sub("", compiled))
+    if found is None:
+        return
+    tag = found.group(1)
+    # Comments blanked out, line breaks kept, so the position is the one in the file.
+    visible = _HTML_COMMENT.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), original)
+    at = visible.find(f"<{tag}")
+    close = difflib.get_close_matches(tag, MJML_ELEMENTS, n=1)
+    hint = f" (did you mean <{close[0]}>?)" if close else ""
+    raise TemplateError(f"MJML error: unknown element <{tag}>{hint}", path=path,
+                        line=original.count("\n", 0, at) + 1 if at >= 0 else None)
 
 
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)

@@ -42,6 +42,13 @@ class SideServices:
     _running: list[Any] = field(default_factory=list)
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # --web started but --inbound's port is taken: stop the web server too
+            raise
+
+    def _start(self) -> None:
         sending = self.workspace.config.sending
         if self.web:
             host, port = host_port(self.web, what="--web")

@@ -22,6 +22,7 @@ from dispatcher.dashboard.widgets.format import (
     count,
     duration,
     percent,
+    plain,
     rate,
     when,
 )
@@ -80,13 +81,13 @@ class CampaignDetailScreen(Screen[None]):
         variants = self.query_one("#variants", DataTable)
         variants.clear()
         for v in detail.variants:
-            variants.add_row(v.name, "-" if v.percent is None else f"{v.percent:g}",
+            variants.add_row(plain(v.name), "-" if v.percent is None else f"{v.percent:g}",
                              *(Text(count(v.counts.get(k, 0)), justify="right")
                                for k in COUNTED))
         reasons = self.query_one("#reasons", DataTable)
         reasons.clear()
         for domain, reason, n in detail.bounce_reasons:
-            reasons.add_row(domain or "-", reason, Text(count(n), justify="right"))
+            reasons.add_row(plain(domain), plain(reason), Text(count(n), justify="right"))
         self.query_one(EventFeed).show(detail.last_errors, {c.id: c.name}, now)
 
     def action_back(self) -> None:

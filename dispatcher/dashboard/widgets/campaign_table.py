@@ -7,7 +7,15 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import DataTable
 
-from dispatcher.dashboard.widgets.format import STATUS_STYLES, bar, count, duration, rate, styled
+from dispatcher.dashboard.widgets.format import (
+    STATUS_STYLES,
+    bar,
+    count,
+    duration,
+    plain,
+    rate,
+    styled,
+)
 from dispatcher.dashboard.widgets.format import when as at_time
 from dispatcher.store.stats import CampaignRow
 
@@ -38,7 +46,7 @@ class CampaignTable(DataTable[Text | str]):
 
     def _cells(self, row: CampaignRow, now: datetime, wide: bool) -> list[Text | str]:
         values: dict[str, Text | str] = {
-            "name": row.name, "status": styled(row.status, STATUS_STYLES),
+            "name": plain(row.name), "status": styled(row.status, STATUS_STYLES),
             "scheduled": at_time(row.scheduled_at, now),
             "progress": bar(row.progress, 10 if wide else 6),
             "rate": rate(row.rate), "eta": duration(row.eta),

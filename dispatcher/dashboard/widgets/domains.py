@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from dispatcher.dashboard.widgets.format import count, percent
+from dispatcher.dashboard.widgets.format import count, percent, plain
 from dispatcher.store.stats import DomainRow
 
 
@@ -24,5 +24,5 @@ class DomainTable(DataTable[Text | str]):
             bounce = Text(percent(d.bounce_rate), justify="right",
                           style="red" if d.bounce_rate >= 0.05 else "")
             backoff = Text("backoff", style="yellow") if d.backoff else Text("-", style="dim")
-            self.add_row(d.domain, Text(count(d.sent), justify="right"),
+            self.add_row(plain(d.domain), Text(count(d.sent), justify="right"),
                          Text(count(d.deferred), justify="right"), bounce, backoff, key=d.domain)

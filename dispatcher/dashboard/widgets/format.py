@@ -65,6 +65,16 @@ def styled(value: str, styles: dict[str, str]) -> Text:
     return Text(value, style=styles.get(value, ""))
 
 
-def clip(value: str | None, width: int) -> str:
+def clip(value: str | None, width: int) -> Text:
+    """Outside text (a relay's reply, a campaign name) cut to ``width``, as plain text.
+
+    A ``str`` cell would be read as Rich markup: "550 [mailbox] unavailable" or a
+    campaign called "sale [/b]" would restyle the table or stop the dashboard.
+    """
     value = " ".join((value or "").split())
-    return value if len(value) <= width else value[: width - 1] + "…"
+    return Text(value if len(value) <= width else value[: width - 1] + "…")
+
+
+def plain(value: str | None) -> Text:
+    """A name from the store as a cell, never read as markup (see :func:`clip`)."""
+    return Text(value or "-")

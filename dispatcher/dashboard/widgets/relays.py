@@ -24,7 +24,7 @@ class RelayTable(DataTable[Text | str]):
         self.clear()
         for r in relays:
             limit = f" / {rate(r.rate_limit)}" if r.rate_limit else ""
-            error = (f"{when(r.last_error_at, now)} {clip(r.last_error, 40)}"
+            error = (Text.assemble(when(r.last_error_at, now), " ", clip(r.last_error, 40))
                      if r.last_error else "-")
             self.add_row(clip(r.relay, 28), styled(r.health, HEALTH_STYLES), rate(r.rate) + limit,
                          "-" if r.connections is None else str(r.connections), error,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widget import Widget
@@ -45,6 +46,6 @@ class ThroughputChart(Vertical):
         for i, relay in enumerate(relays):
             values = data.per_relay[relay]
             now = values[-1] if values else 0.0
-            self.query_one(f"#spark-label-{i}", Label).update(
-                f"{relay}  [b]{rate(now)}[/b]  peak {rate(max(values, default=0.0))}")
+            self.query_one(f"#spark-label-{i}", Label).update(Text.assemble(
+                relay, "  ", (rate(now), "bold"), f"  peak {rate(max(values, default=0.0))}"))
             self.query_one(f"#spark-{i}", Sparkline).data = values
