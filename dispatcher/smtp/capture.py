@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
 import threading
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from dispatcher.errors import ConfigError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
@@ -47,7 +50,16 @@ class CaptureHandler:
 
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
-        self.outbox.mkdir(parents=True, exist_ok=True)
+        # Found before anything is queued: a message the relay cannot file must not be
+        # answered at all, let alone with a 5xx that would record a bounce.
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            probe = self.outbox / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"the capture relay cannot write its messages here: "
+                              f"{exc.strerror or exc}", path=str(outbox)) from exc
         start = len(list(self.outbox.glob("*.eml")))
         self._counter = itertools.count(start + 1)
         self._lock = threading.Lock()
@@ -61,7 +73,11 @@ class CaptureHandler:
                 self.accepted += 1
             name = f"{number:06d}-{_UNSAFE.sub('_', rcpt)[:100]}.eml"
             head = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {rcpt}\r\n".encode()
-            (self.outbox / name).write_bytes(head + content)
+            try:
+                (self.outbox / name).write_bytes(head + content)
+            except OSError as exc:
+                # Temporary on purpose: the message is retried once the disk has room.
+                return f"451 4.3.0 cannot file the message: {exc.strerror or exc}"
         return "250 2.0.0 captured"
 
 

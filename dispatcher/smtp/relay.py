@@ -60,7 +60,10 @@ class RelayURL:
 
 
 def parse_relay(url: str) -> RelayURL:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError(f"relay URL {url!r}: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps", "smtp+starttls"):
         raise ConfigError(f"relay URL {url!r}: scheme must be smtp, smtp+starttls or smtps "
