@@ -275,3 +275,13 @@ def test_a_large_import_refreshes_postgresql_planner_statistics(
             break
         time.sleep(0.1)
     assert after == before + 1
+
+
+def test_a_nul_byte_rejects_its_row_and_keeps_the_rest(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"email,first_name\na@example.com,A\nb@example.com,B\x00C\nc@example.com,C\n")
+    report = import_file(store, path, ImportOptions(list_name="l"))
+    assert (report.added, dict(report.rejected)) == (2, {"NUL character in column 'first_name'": 1})
+    assert [r[:2] for r in rejects(path)[1:]] == [
+        ["3", "NUL character in column 'first_name'"]]
+    assert sorted(subscribers(store)) == ["a@example.com", "c@example.com"]

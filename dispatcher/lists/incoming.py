@@ -74,6 +74,11 @@ class RowReader:
             if len(values) > width and any(v.strip() for v in values[width:]):
                 raise ValueError(f"too many fields: {len(values)} fields, the header has {width}")
             values = values + [""] * (width - len(values))
+        for index, value in enumerate(values):
+            if "\x00" in value:
+                # PostgreSQL text cannot hold NUL: one such byte used to abort the whole COPY.
+                raise ValueError(f"NUL character in column {m.header[index]!r}"
+                                 if index < width else "NUL character in an extra field")
         try:
             email = normalise_email(values[m.email])
         except InvalidAddress as exc:
