@@ -206,13 +206,16 @@ class DNSServer:
         for _ in range(20):
             udp = socketserver.ThreadingUDPServer((self.host, 0), UDPHandler)
             port = udp.server_address[1]
+            tcp = socketserver.ThreadingTCPServer((self.host, port), TCPHandler,
+                                                  bind_and_activate=False)
             try:
-                tcp = socketserver.ThreadingTCPServer((self.host, port), TCPHandler,
-                                                      bind_and_activate=False)
                 tcp.allow_reuse_address = True
                 tcp.server_bind()
                 tcp.server_activate()
             except OSError:
+                # The port is taken for TCP: close both sockets, or the garbage collector
+                # reports the TCP one unclosed in whatever test runs next.
+                tcp.server_close()
                 udp.server_close()
                 continue
             break
