@@ -285,3 +285,11 @@ def test_a_nul_byte_rejects_its_row_and_keeps_the_rest(store: Store, tmp_path: P
     assert [r[:2] for r in rejects(path)[1:]] == [
         ["3", "NUL character in column 'first_name'"]]
     assert sorted(subscribers(store)) == ["a@example.com", "c@example.com"]
+
+
+def test_a_spreadsheet_instead_of_a_csv_is_named_not_dumped(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.xlsx"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 4)
+    with pytest.raises(ListFileError, match=r"subscribers\.xlsx: not a text CSV file") as caught:
+        import_file(store, path, ImportOptions(list_name="l"))
+    assert "\x00" not in str(caught.value) and "PK" not in str(caught.value)

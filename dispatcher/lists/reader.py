@@ -129,6 +129,18 @@ def _recover(values: list[str]) -> list[str]:
     ]
 
 
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\x0c\x1b")
+
+
+def _looks_binary(head: bytes) -> bool:
+    """Whether a file starts like a spreadsheet, archive or image rather than text.
+
+    A stray NUL or two in a text export is a bad row, rejected on its own; a tenth of the
+    first bytes being control characters is not text at all.
+    """
+    return len(head.translate(None, _CONTROL)) < len(head) * 0.9
+
+
 def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
     """Open ``path`` for streaming; raises :class:`ListFileError` if it cannot be read at all."""
     try:
@@ -139,6 +151,9 @@ def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
         sample = raw.read(SAMPLE)
         raw.seek(0)
         encoding, bom, fallback = detect_encoding(sample)
+        if not encoding.startswith("utf-16") and _looks_binary(sample[:4096]):
+            raise ListFileError("not a text CSV file: it holds binary data (a spreadsheet? "
+                                "save it as CSV first)", path=str(path))
         # UTF-8 is only proven for the sample: bad bytes later are kept as
         # surrogates and that row is re-read as cp1252 (and reported).
         errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
@@ -147,6 +162,9 @@ def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
     except (UnicodeDecodeError, OSError) as exc:
         raw.close()
         raise ListFileError(f"cannot decode the file as {encoding}: {exc}", path=str(path)) from exc
+    except ListFileError:
+        raw.close()
+        raise
     if not first.strip():
         raw.close()
         raise ListFileError("the file is empty (no header line)", path=str(path), line=1)
