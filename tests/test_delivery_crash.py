@@ -103,3 +103,21 @@ def test_kill_9_repeatedly_then_finish_with_nobody_skipped(tmp_path: Path) -> No
     assert set(arrived) == sent == {f"r{i}@x.test" for i in range(N)}
     duplicates = sum(count - 1 for count in arrived.values())
     assert duplicates <= kills * (BATCH + CONNECTIONS)
+    # A killed sender's render process (2,000 due: it starts one) goes with it.
+    deadline = time.monotonic() + 10
+    while _left_in(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _left_in(root) == []
+
+
+def _left_in(root: Path) -> list[int]:
+    """Processes still working in ``root``."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(os.readlink(proc / "cwd")) == root:
+                    left.append(int(proc.name))
+            except OSError:
+                continue
+    return left

@@ -278,3 +278,28 @@ def test_rendering_in_a_process_pool(store: Store) -> None:
         subjects = {a.rcpt_tos[0]: a.data.split(b"\r\nSubject: ", 1)[1].split(b"\r\n", 1)[0]
                     for a in relay.received}
     assert subjects == {e: f"Hi {e.split('@')[0]}".encode() for e in emails}
+
+
+def test_a_stop_mid_campaign_gives_back_what_was_leased_and_not_sent(store: Store) -> None:
+    emails = [f"s{i}@x.test" for i in range(300)]
+    cid, renderer = seed(store, emails)
+    stop = asyncio.Event()
+    answered: list[str] = []
+
+    def progress(outcome: Any) -> None:
+        answered.append(outcome.state)
+        if len(answered) == 60:
+            stop.set()
+
+    with BadRelay() as relay:
+        first = send(store, cid, renderer, url(relay), batch=50, progress=progress, stop=stop)
+        got = states(store, cid)
+        # The feed leases ahead (two batches) and renders ahead: what it held and did not
+        # send is queued again, not left claimed, and nothing answered is lost.
+        assert {s for s, _, _ in got.values()} == {"sent", "queued"}
+        sent = {e for e, (s, _, _) in got.items() if s == "sent"}
+        assert 60 <= len(sent) < 300 and first.outcomes == Counter(sent=len(sent))
+        assert relay.recipients() == Counter(dict.fromkeys(sent, 1))
+        second = send(store, cid, renderer, url(relay), batch=50)
+        assert second.finished and second.outcomes == Counter(sent=300 - len(sent))
+        assert relay.recipients() == Counter(dict.fromkeys(emails, 1))

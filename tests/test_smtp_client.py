@@ -34,6 +34,9 @@ def test_prepare_data_normalises_line_endings_and_dot_stuffs() -> None:
     # Already CRLF (the renderer's output): only the dots change.
     assert prepare_data(b".a\r\nb\r\n.\r\n") == b"..a\r\nb\r\n..\r\n.\r\n"
     assert prepare_data(b"a\r\nb\n") == b"a\r\nb\r\n.\r\n"
+    # The renderer's output (CRLF by construction): a lone LF or CR is still caught.
+    assert prepare_data(b"a\nb\r\n", crlf=True) == b"a\r\nb\r\n.\r\n"
+    assert prepare_data(b".a\r\nb", crlf=True) == b"..a\r\nb\r\n.\r\n"
 
 
 def test_several_messages_per_connection_with_per_recipient_replies() -> None:
@@ -95,12 +98,103 @@ def test_envelope_is_pipelined_in_one_write() -> None:
                          b"DATA\r\n"]
 
 
+async def _holding_server(seen: list[bytes]) -> tuple[asyncio.Server, Callable[[], int]]:
+    """Answers a message's content only once the next envelope came with it: only a client
+    that holds the content for the next message's envelope gets through."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 raw ESMTP\r\n")
+        await reader.readline()
+        writer.write(b"250-raw\r\n250 PIPELINING\r\n")
+        seen.extend([await reader.readline() for _ in range(3)])
+        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        while await reader.readline() != b".\r\n":
+            pass
+        seen.extend([await reader.readline() for _ in range(3)])
+        writer.write(b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        while await reader.readline() != b".\r\n":
+            pass
+        writer.write(b"250 second\r\n")
+        await reader.readline()
+        writer.write(b"221 bye\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, lambda: int(server.sockets[0].getsockname()[1])
+
+
+def test_held_content_goes_out_with_the_next_envelope() -> None:
+    async def go() -> tuple[list[str], list[bytes]]:
+        seen: list[bytes] = []
+        server, port = await _holding_server(seen)
+        async with server:
+            c = SMTPClient("127.0.0.1", port(), starttls="off", timeouts=Timeouts.all(2))
+            async with c:
+                first = await c.send("a@news.test", ["b@x.test"], MSG, hold=True)
+                assert first.held and first.data_reply is None
+                second = await c.send("a@news.test", ["c@x.test"], MSG, hold=True)
+                assert second.held and not first.held
+            # quit() sent the held content first.
+            assert not second.held
+            return [str(r.data_reply) for r in (first, second)], seen
+    texts, seen = run(go())
+    assert texts == ["250 first", "250 second"]
+    assert seen[3:] == [b"MAIL FROM:<a@news.test>\r\n", b"RCPT TO:<c@x.test>\r\n",
+                        b"DATA\r\n"]
+
+
+def test_held_content_arrives_only_with_the_next_message_or_a_flush() -> None:
+    with BadRelay() as relay:
+        async def go() -> tuple[list[int], list[int]]:
+            arrived = []
+            async with client(relay) as c:
+                first = await c.send("b@news.test", ["u1@x.test"], MSG, hold=True)
+                arrived.append(len(relay.received))
+                second = await c.send("b@news.test", ["u2@x.test"], MSG, hold=True)
+                arrived.append(len(relay.received))
+                await c.flush()
+                arrived.append(len(relay.received))
+            return arrived, [first.replies["u1@x.test"].code, second.replies["u2@x.test"].code]
+        assert run(go()) == ([0, 1, 2], [250, 250])
+        assert [a.rcpt_tos for a in relay.received] == [["u1@x.test"], ["u2@x.test"]]
+
+
+def test_a_drop_after_held_content_leaves_it_unanswered_and_the_next_unsent() -> None:
+    with BadRelay(drop_data=1) as relay:
+        async def go() -> tuple[bool, str]:
+            c = client(relay)
+            await c.connect()
+            first = await c.send("b@news.test", ["u1@x.test"], MSG, hold=True)
+            with pytest.raises(SMTPConnectError):
+                await c.send("b@news.test", ["u2@x.test"], MSG, hold=True)
+            return first.held, str(first.error)
+        held, error = run(go())
+        assert not held and "closed" in error
+        assert relay.received == []
+
+
+def test_421_to_held_content_closes_before_the_next_message() -> None:
+    with BadRelay(data=["421 4.7.0 closing, try later"]) as relay:
+        async def go() -> tuple[int, bool]:
+            c = client(relay)
+            await c.connect()
+            first = await c.send("b@news.test", ["u1@x.test"], MSG, hold=True)
+            with pytest.raises(SMTPConnectError, match="closing"):
+                await c.send("b@news.test", ["u2@x.test"], MSG, hold=True)
+            return first.replies["u1@x.test"].code, c.connected
+        assert run(go()) == (421, False)
+        assert relay.received == []
+
+
 def test_without_pipelining_the_client_goes_step_by_step() -> None:
     with BadRelay(pipelining=False, rcpt={"t@x.test": ["452 4.5.3 too many"]}) as relay:
         async def go() -> dict[str, int]:
             async with client(relay) as c:
                 assert not c.supports("PIPELINING")
-                r = await c.send("b@news.test", ["ok@x.test", "t@x.test"], MSG)
+                # Nothing to carry a content over to: hold is not honoured.
+                r = await c.send("b@news.test", ["ok@x.test", "t@x.test"], MSG, hold=True)
+                assert not r.held
                 return {k: v.code for k, v in r.replies.items()}
         assert run(go()) == {"ok@x.test": 250, "t@x.test": 452}
         assert relay.recipients() == {"ok@x.test": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from dispatcher.render import Renderer
 from dispatcher.smtp.relay import CAPTURE, choose_relays, open_relays
 
 SHOWN = ("total", "sent", "deferred", "bounced", "failed", "skipped", "queued")
+AUTO_POOL = 2000
 
 
 def campaign_limits(campaign: Campaign) -> Limits:
@@ -28,6 +30,14 @@ def campaign_limits(campaign: Campaign) -> Limits:
     return Limits(rate.per_second,
                   *(int(v) if v is not None else None
                     for v in (rate.per_minute, rate.per_hour, rate.per_day)))
+
+
+def auto_render_processes(due: int) -> int:
+    """Rendering is ~40% of the work per message: a second core pays for starting a
+    process (~1 s of imports, while this one renders and sends) once a send is more than
+    tiny. One is enough on the machines measured (``bench/send.py``): the relay needs a
+    core too."""
+    return 1 if (os.cpu_count() or 1) > 1 and due >= AUTO_POOL else 0
 
 
 def send(
@@ -39,9 +49,10 @@ def send(
         "or 'capture' to file messages under outbox/.")] = None,
     connections: Annotated[int | None, typer.Option(
         "--connections", "-c", min=1, help="Concurrent SMTP connections per relay.")] = None,
-    render_processes: Annotated[int, typer.Option(
+    render_processes: Annotated[int | None, typer.Option(
         "--render-processes", min=0, help="Processes that render while this one sends "
-        "(0: render in this process).")] = 0,
+        "(0: render in this process; default: one on a machine with several cores when "
+        f"{AUTO_POOL:,} messages or more are due).")] = None,
     lease: Annotated[float, typer.Option(
         "--lease", min=1, help="Seconds a claimed batch stays ours before another worker may "
         "take it over (a crashed sender's claims on this machine are taken back at once).")
@@ -61,15 +72,23 @@ def send(
                                 secret=store.secret(), campaign_id=campaign_id)
     renderer = factory()
     enqueue(store, campaign_id, campaign, path=str(path))
-    counts = next(c for c in campaign_counts(store) if c["name"] == campaign.name)
+    (counts,) = campaign_counts(store, campaign_id)
     due = counts["queued"] + counts["deferred"]
+    if render_processes is None:
+        render_processes = auto_render_processes(due)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with open_relays(choices, ws.outbox) as urls, Progress(*columns, console=console) as bar:
         task = bar.add_task(f"sending {campaign.name}", total=due)
+        unshown = 0
 
         def advance(outcome: Outcome) -> None:
-            bar.advance(task)
+            # The bar redraws ten times a second: telling it about every message is wasted.
+            nonlocal unshown
+            unshown += 1
+            if unshown >= 64:
+                bar.advance(task, unshown)
+                unshown = 0
 
         summary = asyncio.run(send_campaign(
             store, campaign_id, renderer, urls,
@@ -77,7 +96,8 @@ def send(
             per_connection=campaign.rate.per_connection or choices[0].max_messages_per_connection,
             batch=batch, lease=timedelta(seconds=lease), limits=campaign_limits(campaign),
             render_processes=render_processes, render_factory=factory, progress=advance))
-    counts = next(c for c in campaign_counts(store) if c["name"] == campaign.name)
+        bar.advance(task, unshown)
+    (counts,) = campaign_counts(store, campaign_id)
     table = Table(title=f"campaign {campaign.name!r} via {display}")
     for key in SHOWN:
         table.add_column(key, justify="right")

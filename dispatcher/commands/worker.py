@@ -19,9 +19,9 @@ import sqlalchemy as sa
 import typer
 
 from dispatcher.commands.common import console, state
-from dispatcher.commands.send import campaign_limits
+from dispatcher.commands.send import auto_render_processes, campaign_limits
 from dispatcher.core.campaign import Campaign as CampaignDefinition
-from dispatcher.delivery import send_campaign
+from dispatcher.delivery import campaign_counts, send_campaign
 from dispatcher.delivery.queue import OPEN_STATES
 from dispatcher.render import Renderer
 from dispatcher.smtp.relay import choose_relays, open_relays
@@ -51,7 +51,9 @@ def worker(
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between looks "
                                         "for work when idle.")] = 2.0,
     connections: Annotated[int | None, typer.Option("--connections", "-c", min=1)] = None,
-    render_processes: Annotated[int, typer.Option("--render-processes", min=0)] = 0,
+    render_processes: Annotated[int | None, typer.Option(
+        "--render-processes", min=0, help="Processes that render while this one sends "
+        "(0: render in this process; default: as dispatcher send chooses).")] = None,
     lease: Annotated[float, typer.Option("--lease", min=1)] = 300.0,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 200,
 ) -> None:
@@ -73,6 +75,10 @@ def worker(
             factory = functools.partial(Renderer, definition, root=ws.root,
                                         sending=ws.config.sending, secret=store.secret(),
                                         campaign_id=cid)
+            processes = render_processes
+            if processes is None:
+                (counts,) = campaign_counts(store, cid)
+                processes = auto_render_processes(counts["queued"] + counts["deferred"])
             with open_relays(choices, ws.outbox) as urls:
                 summary = asyncio.run(send_campaign(
                     store, cid, factory(), urls,
@@ -81,7 +87,7 @@ def worker(
                     per_connection=definition.rate.per_connection
                     or choices[0].max_messages_per_connection,
                     batch=batch, lease=timedelta(seconds=lease),
-                    limits=campaign_limits(definition), render_processes=render_processes,
+                    limits=campaign_limits(definition), render_processes=processes,
                     render_factory=factory))
             console.print(f"{name}: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or f"{name}: nothing")

@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING
 
 from dispatcher.core.rates import Limits
 from dispatcher.core.shaping import Shaper
+from dispatcher.delivery.feed import Feed
 from dispatcher.delivery.pool import Relay
+from dispatcher.delivery.run import Job, Run
+from dispatcher.delivery.session import session
 from dispatcher.errors import SMTPConnectError
 from dispatcher.smtp.client import SMTPClient
 from dispatcher.smtp.mx import MXError, MXResolver
 from dispatcher.smtp.relay import RelayURL
 
 if TYPE_CHECKING:
-    from dispatcher.delivery.engine import Job, _Run
+    from dispatcher.delivery.render_pool import RenderPool
 
 
 class _MXClient(SMTPClient):
@@ -51,8 +54,8 @@ class _MXClient(SMTPClient):
         raise SMTPConnectError(f"{self.domain}: no MX host answered: {'; '.join(errors)}")
 
 
-async def run_direct(run: _Run, mx: MXResolver, shaper: Shaper, *, port: int,
-                     connections: int) -> None:
+async def run_direct(run: Run, render_pool: RenderPool | None, mx: MXResolver, shaper: Shaper,
+                     *, port: int, connections: int) -> None:
     queues: dict[str, list[Job]] = defaultdict(list)
     lanes: dict[str, Relay] = {}
     tasks: dict[str, list[asyncio.Task[None]]] = defaultdict(list)
@@ -78,10 +81,14 @@ async def run_direct(run: _Run, mx: MXResolver, shaper: Shaper, *, port: int,
 
     def take(relay: Relay) -> Job | None:
         queue = queues[relay.url.host]
-        return queue.pop() if queue else None
+        if not queue:
+            return None
+        feed.taken()
+        return queue.pop()
 
     def requeue(job: Job, relay: Relay) -> None:
-        run.finish(run.outcome(job, None, f"{relay.url.host}: {relay.last_error}"))
+        run.finish(run.outcome(job, None, f"{relay.url.host}: {relay.last_error}",
+                               relay=relay.name))
 
     def connect(relay: Relay) -> SMTPClient:
         return _MXClient(mx, relay.url.host, relay.url.port,
@@ -89,7 +96,6 @@ async def run_direct(run: _Run, mx: MXResolver, shaper: Shaper, *, port: int,
                          timeouts=run.timeouts)
 
     def enqueue(job: Job) -> None:
-        assert job.message is not None
         domain = job.message.recipient.rsplit("@", 1)[-1].lower()
         relay = lane(domain)
         queues[domain].append(job)
@@ -98,15 +104,17 @@ async def run_direct(run: _Run, mx: MXResolver, shaper: Shaper, *, port: int,
             def idle(d: str = domain) -> bool:
                 return not queues[d]
 
-            live.append(asyncio.create_task(run.session(relay, take, requeue, idle, connect)))
+            live.append(asyncio.create_task(session(run, relay, take, requeue, idle, connect)))
         tasks[domain] = live
 
     def backlog() -> int:
         return sum(len(q) for q in queues.values())
 
     run.summary.in_flight_window = run.batch + connections
-    await run.produce(enqueue, backlog, 1000)
+    run.recorder.bound(run.batch - connections)
+    feed = Feed(run, enqueue, backlog, room=1000, pool=render_pool)
+    await feed.produce()
     while any(not t.done() for ts in tasks.values() for t in ts):
         await asyncio.gather(*(t for ts in list(tasks.values()) for t in ts))
     if run.halted:
-        await run.halt(list(run.held.values()))
+        await run.halt(feed.unsent)

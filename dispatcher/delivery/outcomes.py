@@ -22,10 +22,12 @@ from dispatcher.delivery.queue import Claimed, Outcome
 def outcome_for(claimed: Claimed, code: int | None, text: str, *, now: datetime,
                 policy: RetryPolicy, message_id: str | None = None, variant: str = "",
                 status: str | None = None, not_before: datetime | None = None,
-                attempted: bool = True, rng: random.Random | None = None) -> Outcome:
+                attempted: bool = True, rng: random.Random | None = None,
+                relay: str = "") -> Outcome:
     status = status or parse_status(text)
     if code is not None and 200 <= code < 300:
-        return Outcome(claimed, "sent", code, status, text, message_id, variant=variant)
+        return Outcome(claimed, "sent", code, status, text, message_id, variant=variant,
+                       relay=relay)
     verdict = classify_reply(code, text) if code is not None else None
     retry = (code is None or 400 <= code < 500 or code == 552 or status == "5.2.2"
              or (verdict is not None and verdict.reason == "mailbox_full"))
@@ -37,10 +39,12 @@ def outcome_for(claimed: Claimed, code: int | None, text: str, *, now: datetime,
         if at is None:
             return Outcome(claimed, "failed", code, status or "4.4.7",
                            f"gave up after {policy.max_age} of retries; last reply: {text}",
-                           variant=variant, kind="soft", reason="expired", attempted=attempted)
+                           variant=variant, kind="soft", reason="expired", attempted=attempted,
+                           relay=relay)
         return Outcome(claimed, "deferred", code, status, text, next_attempt_at=at,
-                       variant=variant, kind="soft", reason=reason, attempted=attempted)
+                       variant=variant, kind="soft", reason=reason, attempted=attempted,
+                       relay=relay)
     assert verdict is not None
     kind = "hard" if verdict.kind == "hard" else "soft"
     return Outcome(claimed, "bounced", code, status or verdict.status, text, variant=variant,
-                   kind=kind, reason=verdict.reason)
+                   kind=kind, reason=verdict.reason, relay=relay)

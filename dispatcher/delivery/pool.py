@@ -50,13 +50,20 @@ class Relay:
     _factor_at: float = -math.inf
     _suspended_until: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _windows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.key = self.key or f"relay:{self.url.display}"
+        self._windows = self.limits.windows
 
     @property
     def name(self) -> str:
         return self.url.display
+
+    @property
+    def paced(self) -> bool:
+        """Messages wait for send slots (a per-second limit)."""
+        return self.limits.per_second is not None
 
     def usable(self, now: float) -> bool:
         return now >= self.down_until and now >= self.limited_until
@@ -73,18 +80,20 @@ class Relay:
 
     async def pace(self, shared: SharedLimits) -> float | None:
         """Wait for this relay's next send slot; None when a quota is used up (try another)."""
+        windows = self._windows
+        if not windows and self.limits.per_second is None:
+            return 0.0
         async with self._lock:
-            if self.limits.windows and self._quota <= 0:
+            if windows and self._quota <= 0:
                 chunk = max(1, min(50, self.connections * 4))
-                self._quota = await asyncio.to_thread(
-                    shared.take, self.key, self.limits.windows, chunk)
+                self._quota = await asyncio.to_thread(shared.take, self.key, windows, chunk)
                 if self._quota <= 0:
                     now = datetime.now(UTC)
-                    ends = [window_end(now, w) for w in self.limits.windows]
+                    ends = [window_end(now, w) for w in windows]
                     self.limited_until = time.monotonic() + min(
                         (e - now).total_seconds() for e in ends)
                     return None
-            if self.limits.windows:
+            if windows:
                 self._quota -= 1
             if self.limits.per_second is None:
                 return 0.0
@@ -115,7 +124,7 @@ class Relay:
         async with self._lock:
             left, self._quota = self._quota, 0
         if left > 0:
-            await asyncio.to_thread(shared.give_back, self.key, self.limits.windows, left)
+            await asyncio.to_thread(shared.give_back, self.key, self._windows, left)
 
     async def slow_down(self, shared: SharedLimits, hint: str, suspend: float = 60.0) -> None:
         """The relay said "too many" / 421 4.7.x: every worker halves its rate for a while."""
@@ -135,6 +144,8 @@ class RelayPool:
         """May ``relay`` take the next message? Priority first, weight within a priority."""
         if not relay.usable(now):
             return False
+        if len(self.relays) == 1:
+            return True
         usable = [r for r in self.relays if r.usable(now)]
         for priority in sorted({r.url.priority for r in usable}):
             tier = [r for r in usable if r.url.priority == priority]

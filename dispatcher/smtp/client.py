@@ -1,4 +1,4 @@
-"""An asyncio SMTP client that pipelines (RFC 2920), written on asyncio streams directly.
+"""An asyncio SMTP client that pipelines (RFC 2920), on its own protocol (``connection.py``).
 
 Why not aiosmtplib (the guide says prefer libraries): measured here (see
 /work/shared/FIELD-NOTES.md, "Library facts"), aiosmtplib 5.x and smtplib do
@@ -8,8 +8,12 @@ then the body), and aiosmtplib makes ~6 regex passes over each message
 (~50 us each at 20 KB). Behind a 5 ms round trip a pipelined client sent ~2x
 what aiosmtplib did per connection, and on loopback aiosmtplib saturated a core
 at ~1,480 msgs/s with prebuilt 20 KB messages. Here line endings and
-dot-stuffing are three ``bytes.replace`` calls (C speed), and a message's
-envelope goes out in one write when the server offers PIPELINING.
+dot-stuffing are checked with ``bytes.count`` and rewritten only when needed
+(C speed), and a message's envelope goes out in one write when the server
+offers PIPELINING. With ``send(..., hold=True)`` a message's content waits
+and goes out with the next message's envelope, which RFC 2920 §3.1 allows
+("the actual transfer of message content is explicitly allowed to be the
+first command in a group"): one write and one round trip per message.
 
 One :class:`SMTPClient` is one session: EHLO (HELO fallback), STARTTLS
 (required or opportunistic), AUTH PLAIN/LOGIN, then any number of
@@ -17,62 +21,21 @@ One :class:`SMTPClient` is one session: EHLO (HELO fallback), STARTTLS
 Each phase has its own timeout (RFC 5321 §4.5.3.2 gives minutes; a bulk
 client sets them shorter). A reply to a command is data, not an exception:
 ``send`` returns one :class:`Reply` per recipient. Exceptions
-(:mod:`dispatcher.errors` ``SMTP*``) mean the session itself is gone.
+(:mod:`dispatcher.errors` ``SMTP*``) mean the session itself is gone; a held
+message's result then carries the error (its content may have arrived).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dispatcher.errors import (
-    SMTPAuthError,
-    SMTPConnectError,
-    SMTPError,
-    SMTPReplyError,
-    SMTPTimeoutError,
-)
-from dispatcher.smtp.tls import client_context
+from dispatcher.errors import SMTPConnectError, SMTPError
+from dispatcher.smtp.connection import CLOSING, Reply
+from dispatcher.smtp.session import SMTPSession, Timeouts
 
-_LINE_LIMIT = 8192
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds per phase (RFC 5321 §4.5.3.2 names them; the defaults are bulk-client short)."""
-
-    connect: float = 30.0
-    greeting: float = 60.0
-    command: float = 60.0  # EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, RSET, QUIT
-    data_block: float = 60.0  # writing the body
-    final_dot: float = 120.0  # the reply to "."
-
-    @classmethod
-    def all(cls, seconds: float) -> Timeouts:
-        return cls(seconds, seconds, seconds, seconds, seconds)
-
-
-@dataclass(frozen=True)
-class Reply:
-    code: int
-    text: str
-    # True when we made the reply up without asking the server (e.g. message over SIZE).
-    local: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
-    def transient(self) -> bool:
-        return 400 <= self.code < 500
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}"
+__all__ = ["SMTPClient", "SendResult", "Timeouts", "prepare_data"]
 
 
 @dataclass
@@ -81,20 +44,29 @@ class SendResult:
 
     replies: dict[str, Reply] = field(default_factory=dict)
     data_reply: Reply | None = None
+    # The content waits to go out with the next message (send(hold=True)); this result is
+    # completed, in place, by the call that sends it.
+    held: bool = False
+    # The session failed after the held content was written, before its final reply.
+    error: SMTPError | None = None
 
     @property
     def accepted(self) -> list[str]:
         return [r for r, reply in self.replies.items() if 200 <= reply.code < 300]
 
 
-def prepare_data(data: bytes) -> bytes:
+def prepare_data(data: bytes, *, crlf: bool = False) -> bytes:
     """The DATA payload: CRLF line endings, dot-stuffed (RFC 5321 §4.5.2), ending ``CRLF.CRLF``.
 
-    A renderer's output is usually CRLF already: three ``count`` calls (no copy)
-    prove it, and the rewrite happens only for bare CR or LF.
+    Bytes that are CRLF already (the usual case) are proven so by ``count``
+    calls (no copy) and rewritten only for a bare CR or LF. ``crlf``: the
+    caller's bytes are CRLF by construction (the renderer's output, tested
+    so); then equal counts of CR and LF (single-byte scans) stand in for
+    counting CRLF pairs (a two-byte search, three times slower), which still
+    catches a lone CR or a lone LF.
     """
     lines = data.count(b"\n")
-    if data.count(b"\r\n") != lines or data.count(b"\r") != lines:
+    if data.count(b"\r") != lines or (not crlf and data.count(b"\r\n") != lines):
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if data.startswith(b"."):
         data = b"." + data
@@ -109,209 +81,25 @@ def _needs_smtputf8(*addresses: str) -> bool:
     return not all(a.isascii() for a in addresses)
 
 
-class SMTPClient:
-    """One SMTP session to ``host:port``; ``async with SMTPClient(...) as client: ...``."""
+class SMTPClient(SMTPSession):
+    """Mail transactions on a session; ``async with SMTPClient(...) as client: ...``."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int = 25,
-        *,
-        helo: str = "localhost",
-        implicit_tls: bool = False,
-        starttls: str = "opportunistic",  # required | opportunistic | off
-        verify_tls: bool = True,
-        tls_context: ssl.SSLContext | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        timeouts: Timeouts | None = None,
-        server_hostname: str | None = None,
-    ) -> None:
-        if starttls not in ("required", "opportunistic", "off"):
-            raise ValueError(f"starttls must be required, opportunistic or off, not {starttls!r}")
-        self.host = host
-        self.port = port
-        self.helo = helo
-        self.implicit_tls = implicit_tls
-        self.starttls = starttls
-        self.tls_context = tls_context or client_context(verify_tls)
-        self.username = username
-        self.password = password
-        self.timeouts = timeouts or Timeouts()
-        self.server_hostname = server_hostname or host
-        self.extensions: dict[str, str] = {}
-        self.encrypted = False
-        self.messages_sent = 0
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._dirty = False  # a transaction was started: RSET before the next one
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
-
-    def supports(self, extension: str) -> bool:
-        return extension.upper() in self.extensions
-
-    # -- low level -----------------------------------------------------------------------
-    async def _read_reply(self, timeout: float) -> Reply:
-        reader = self._reader
-        if reader is None:
-            raise SMTPConnectError(f"{self.where}: not connected")
-        lines: list[str] = []
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    raw = await reader.readline()
-                    if not raw.endswith(b"\n"):
-                        raise SMTPConnectError(f"{self.where}: connection closed by the server")
-                    if len(raw) > _LINE_LIMIT:
-                        raise SMTPReplyError(f"{self.where}: reply line too long")
-                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                    code_text = line[:3]
-                    if len(line) < 3 or not code_text.isdigit():
-                        raise SMTPReplyError(f"{self.where}: malformed reply {line[:80]!r}")
-                    lines.append(line[4:])
-                    if line[3:4] != "-":
-                        return Reply(int(code_text), "\n".join(lines))
-        except TimeoutError as exc:
-            await self.close()
-            raise SMTPTimeoutError(f"{self.where}: no reply within {timeout:g} s") from exc
-        except (ConnectionError, OSError) as exc:
-            if isinstance(exc, SMTPError):
-                await self.close()
-                raise
-            await self.close()
-            raise SMTPConnectError(f"{self.where}: {exc}") from exc
-
-    async def _write(self, data: bytes, timeout: float) -> None:
-        writer = self._writer
-        if writer is None or writer.is_closing():
-            raise SMTPConnectError(f"{self.where}: not connected")
-        try:
-            writer.write(data)
-            async with asyncio.timeout(timeout):
-                await writer.drain()
-        except TimeoutError as exc:
-            await self.close()
-            raise SMTPTimeoutError(f"{self.where}: could not write within {timeout:g} s") from exc
-        except (ConnectionError, OSError) as exc:
-            await self.close()
-            raise SMTPConnectError(f"{self.where}: {exc}") from exc
-
-    async def command(self, line: str, *, timeout: float | None = None) -> Reply:
-        await self._write(line.encode("utf-8") + b"\r\n", self.timeouts.command)
-        reply = await self._read_reply(timeout or self.timeouts.command)
-        if reply.code == 421:
-            # RFC 5321 §3.8: the server is closing the channel; so do we.
-            await self.close()
-        return reply
-
-    # -- session -------------------------------------------------------------------------
-    async def connect(self) -> None:
-        try:
-            async with asyncio.timeout(self.timeouts.connect):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=_LINE_LIMIT * 4,
-                    ssl=self.tls_context if self.implicit_tls else None,
-                    server_hostname=self.server_hostname if self.implicit_tls else None)
-        except TimeoutError as exc:
-            raise SMTPTimeoutError(f"{self.where}: connect timed out") from exc
-        except ssl.SSLError as exc:
-            raise SMTPConnectError(f"{self.where}: TLS handshake failed: {exc}") from exc
-        except OSError as exc:
-            raise SMTPConnectError(f"{self.where}: cannot connect: {exc}") from exc
-        self.encrypted = self.implicit_tls
-        greeting = await self._read_reply(self.timeouts.greeting)
-        if greeting.code != 220:
-            await self.close()
-            raise SMTPConnectError(f"{self.where}: refused us: {greeting}",
-                                   code=greeting.code, text=greeting.text)
-        await self._ehlo()
-        if not self.encrypted and self.starttls != "off":
-            if self.supports("STARTTLS"):
-                await self._starttls()
-            elif self.starttls == "required":
-                await self.quit()
-                raise SMTPConnectError(f"{self.where}: STARTTLS is required but not offered")
-        if self.username is not None:
-            await self._auth()
-
-    async def _ehlo(self) -> None:
-        reply = await self.command(f"EHLO {self.helo}")
-        if reply.code == 250:
-            self.extensions = {}
-            for line in reply.text.split("\n")[1:]:
-                keyword, _, params = line.strip().partition(" ")
-                self.extensions[keyword.upper()] = params
-            return
-        if reply.code == 421:
-            raise SMTPConnectError(f"{self.where}: {reply}", code=reply.code, text=reply.text)
-        helo = await self.command(f"HELO {self.helo}")
-        if helo.code != 250:
-            await self.close()
-            raise SMTPReplyError(f"{self.where}: HELO refused: {helo}", code=helo.code,
-                                 text=helo.text)
-        self.extensions = {}
-
-    async def _starttls(self) -> None:
-        reply = await self.command("STARTTLS")
-        if reply.code != 220:
-            if self.starttls == "required" or reply.code == 421:
-                await self.close()
-                raise SMTPConnectError(f"{self.where}: STARTTLS refused: {reply}",
-                                       code=reply.code, text=reply.text)
-            return
-        writer = self._writer
-        assert writer is not None
-        try:
-            async with asyncio.timeout(self.timeouts.command):
-                await writer.start_tls(self.tls_context, server_hostname=self.server_hostname)
-        except (TimeoutError, ssl.SSLError, OSError) as exc:
-            await self.close()
-            raise SMTPConnectError(f"{self.where}: STARTTLS handshake failed: {exc}") from exc
-        self.encrypted = True
-        # RFC 3207 §4.2: forget what the server said before TLS and ask again.
-        await self._ehlo()
-
-    async def _auth(self) -> None:
-        user, password = self.username or "", self.password or ""
-        methods = self.extensions.get("AUTH", "").upper().split()
-        if "PLAIN" in methods or not methods:
-            token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            reply = await self.command(f"AUTH PLAIN {token}")
-        elif "LOGIN" in methods:
-            reply = await self.command("AUTH LOGIN")
-            for value in (user, password):
-                if reply.code != 334:
-                    break
-                reply = await self.command(base64.b64encode(value.encode()).decode())
-        else:
-            await self.quit()
-            raise SMTPAuthError(f"{self.where}: no AUTH method we speak ({' '.join(methods)})")
-        if reply.code != 235:
-            await self.quit()
-            raise SMTPAuthError(f"{self.where}: authentication failed: {reply}",
-                                code=reply.code, text=reply.text)
-
-    async def rset(self) -> None:
-        reply = await self.command("RSET")
-        if reply.code != 250:
-            await self.close()
-            raise SMTPReplyError(f"{self.where}: RSET refused: {reply}", code=reply.code,
-                                 text=reply.text)
-        self._dirty = False
+    # A content kept back by send(hold=True), and the result its final reply completes.
+    _held: tuple[bytes, SendResult] | None = None
 
     async def send(self, mail_from: str, recipients: Sequence[str], data: bytes, *,
-                   prepared: bool = False) -> SendResult:
-        """Send one message; ``prepared``: ``data`` already went through :func:`prepare_data`."""
+                   prepared: bool = False, hold: bool = False) -> SendResult:
+        """Send one message; ``prepared``: ``data`` already went through :func:`prepare_data`.
+
+        ``hold``: when the server pipelines, keep the content back once DATA is
+        accepted (``result.held``) to go out with the next message's envelope,
+        or at :meth:`flush` or :meth:`quit`. Whatever this call raises, the
+        content of a message it was asked to hold has not been written.
+        """
         if not self.connected:
+            self._fail_held(SMTPConnectError(f"{self.where}: not connected"))
             raise SMTPConnectError(f"{self.where}: not connected")
-        if self._dirty:
+        if self._dirty and self._held is None:
             await self.rset()
         payload = data if prepared else prepare_data(data)
         result = SendResult()
@@ -327,10 +115,12 @@ class SMTPClient:
         if self.supports("SMTPUTF8") and _needs_smtputf8(mail_from, *recipients):
             params.append("SMTPUTF8")
         mail = " ".join([f"MAIL FROM:<{mail_from}>", *params])
-        self._dirty = True
         if self.supports("PIPELINING"):
+            self._dirty = True
             data_reply = await self._envelope_pipelined(mail, recipients, result)
         else:
+            await self.flush()
+            self._dirty = True
             data_reply = await self._envelope_stepwise(mail, recipients, result)
         if data_reply is None:
             return result
@@ -339,23 +129,53 @@ class SMTPClient:
                 result.replies[rcpt] = data_reply
             result.data_reply = data_reply
             return result
-        accepted = result.accepted
-        if not accepted:
+        if not result.accepted:
             # RFC 2920 §3.1: DATA accepted although no RCPT was; end it empty.
             await self._write(b".\r\n", self.timeouts.data_block)
-            await self._read_reply(self.timeouts.final_dot)
+            await self._replies(1, self.timeouts.final_dot)
+            return result
+        if hold and self.supports("PIPELINING"):
+            result.held = True
+            self._held = (payload, result)
             return result
         await self._write(payload, self.timeouts.data_block)
-        final = await self._read_reply(self.timeouts.final_dot)
-        if final.code == 421:
-            await self.close()
-        result.data_reply = final
-        for rcpt in accepted:
-            result.replies[rcpt] = final
-        if 200 <= final.code < 300:
-            self.messages_sent += 1
+        (final,) = await self._replies(1, self.timeouts.final_dot)
+        if self._complete(result, final):
             self._dirty = False
         return result
+
+    async def flush(self) -> None:
+        """Write a held content alone and wait for its final reply (completing its result)."""
+        if self._held is None:
+            return
+        payload, result = self._held
+        self._held = None
+        try:
+            await self._write(payload, self.timeouts.data_block)
+            (final,) = await self._replies(1, self.timeouts.final_dot)
+        except SMTPError as exc:
+            result.held, result.error = False, exc
+            raise
+        if self._complete(result, final):
+            self._dirty = False
+
+    def _complete(self, result: SendResult, final: Reply) -> bool:
+        """Fill in the final reply; True when the transaction went through."""
+        result.held = False
+        result.data_reply = final
+        for rcpt in result.accepted:
+            result.replies[rcpt] = final
+        if final.code == CLOSING and self._conn is not None:
+            self._conn.abort()  # RFC 5321 §3.8: the server is closing the channel
+        if 200 <= final.code < 300:
+            self.messages_sent += 1
+            return True
+        return False
+
+    def _fail_held(self, error: SMTPError) -> None:
+        if self._held is not None:
+            self._held[1].held, self._held[1].error = False, error
+            self._held = None
 
     def _refuse_locally(self, mail_from: str, recipients: Sequence[str],
                         payload: bytes) -> Reply | None:
@@ -371,28 +191,41 @@ class SMTPClient:
     async def _envelope_pipelined(self, mail: str, recipients: Sequence[str],
                                   result: SendResult) -> Reply | None:
         lines = [mail, *(f"RCPT TO:<{r}>" for r in recipients), "DATA"]
-        await self._write("".join(f"{line}\r\n" for line in lines).encode("utf-8"),
-                          self.timeouts.command)
-        mail_reply = await self._read_reply(self.timeouts.command)
-        if mail_reply.code == 421:
-            await self._give_up(mail_reply, recipients, result)
+        envelope = "".join(f"{line}\r\n" for line in lines).encode("utf-8")
+        held, self._held = self._held, None
+        if held is None:
+            await self._write(envelope, self.timeouts.command)
+            got = await self._replies(len(lines), self.timeouts.command)
+        else:
+            # The held content opens this group: its final reply comes first.
+            payload, previous = held
+            try:
+                await self._write(payload + envelope, self.timeouts.data_block)
+                got = await self._replies(len(lines) + 1, max(self.timeouts.final_dot,
+                                                              self.timeouts.command))
+            except SMTPError as exc:
+                previous.held, previous.error = False, exc
+                raise
+            # This transaction is open now, whatever the previous one's fate: no RSET.
+            final, got = got[0], got[1:]
+            self._complete(previous, final)
+            if final.code == CLOSING:
+                raise SMTPConnectError(f"{self.where}: closing: {final}", code=final.code,
+                                       text=final.text)
+        closing = next((i for i, r in enumerate(got) if r.code == CLOSING), len(got))
+        if closing <= len(recipients):
+            # 421 to MAIL or a RCPT (the replies after it may never come).
+            await self._give_up(got[closing], recipients, result, got[1:closing])
             return None
-        rcpt_replies: list[Reply] = []
-        for _ in recipients:
-            reply = await self._read_reply(self.timeouts.command)
-            if reply.code == 421:
-                await self._give_up(reply, recipients, result, rcpt_replies)
-                return None
-            rcpt_replies.append(reply)
-        data_reply = await self._read_reply(self.timeouts.command)
+        mail_reply, *rcpt_replies, data_reply = got
         if mail_reply.code != 250:
             result.replies = dict.fromkeys(recipients, mail_reply)
             if data_reply.code == 354:
                 await self._write(b".\r\n", self.timeouts.data_block)
-                await self._read_reply(self.timeouts.final_dot)
+                await self._replies(1, self.timeouts.final_dot)
             return None
         result.replies = dict(zip(recipients, rcpt_replies, strict=True))
-        if data_reply.code == 421:
+        if data_reply.code == CLOSING:
             await self.close()
         return data_reply
 
@@ -414,7 +247,7 @@ class SMTPClient:
         for rcpt in recipients:
             reply = await self.command(f"RCPT TO:<{rcpt}>")
             result.replies[rcpt] = reply
-            if reply.code == 421:
+            if reply.code == CLOSING:
                 for rest in recipients[len(result.replies):]:
                     result.replies[rest] = reply
                 return None
@@ -425,22 +258,9 @@ class SMTPClient:
     async def quit(self) -> None:
         if self.connected:
             with contextlib.suppress(SMTPError):
-                await self.command("QUIT", timeout=min(self.timeouts.command, 5.0))
-        await self.close()
+                await self.flush()
+        await super().quit()
 
     async def close(self) -> None:
-        writer, self._writer, self._reader = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            try:
-                async with asyncio.timeout(2):
-                    await writer.wait_closed()
-            except (TimeoutError, OSError, ssl.SSLError):
-                pass
-
-    async def __aenter__(self) -> SMTPClient:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.quit()
+        self._fail_held(SMTPConnectError(f"{self.where}: closed before the content was sent"))
+        await super().close()
