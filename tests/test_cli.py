@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,8 @@ def test_unknown_list_stops_the_send_before_anything_is_queued(workspace: Path) 
     result = run("send", "campaigns/weekly.yaml", cwd=workspace)
     assert result.returncode == 1
     assert "unknown list 'weekly'" in result.stderr
+    status = json.loads(run("status", "--json", cwd=workspace).stdout)
+    assert status["campaigns"] == [], "a failed first send must not leave a 'running' campaign"
 
 
 def test_bad_rows_go_to_the_rejects_file_and_good_rows_are_kept(

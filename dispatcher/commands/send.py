@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -17,7 +18,8 @@ from dispatcher.commands.common import EXIT_UNDELIVERED, console, load
 from dispatcher.core.campaign import Campaign
 from dispatcher.core.rates import Limits
 from dispatcher.delivery import campaign_counts, enqueue, prepare_campaign, send_campaign
-from dispatcher.delivery.queue import Outcome
+from dispatcher.delivery.queue import Outcome, drop_if_empty
+from dispatcher.errors import DispatcherError
 from dispatcher.render import Renderer
 from dispatcher.smtp.relay import CAPTURE, choose_relays, open_relays
 
@@ -70,8 +72,13 @@ def send(
     # The renderer is built before anything is queued, so a template error stops the send.
     factory = functools.partial(Renderer, campaign, root=ws.root, sending=ws.config.sending,
                                 secret=store.secret(), campaign_id=campaign_id)
-    renderer = factory()
-    enqueue(store, campaign_id, campaign, path=str(path))
+    try:
+        renderer = factory()
+        enqueue(store, campaign_id, campaign, path=str(path))
+    except DispatcherError:
+        # A template error or an unknown list: no campaign left "running" with nobody in it.
+        drop_if_empty(store, campaign_id)
+        raise
     (counts,) = campaign_counts(store, campaign_id)
     due = counts["queued"] + counts["deferred"]
     if render_processes is None:
@@ -79,7 +86,7 @@ def send(
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with open_relays(choices, ws.outbox) as urls, Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"sending {campaign.name}", total=due)
+        task = bar.add_task(escape(f"sending {campaign.name}"), total=due)
         unshown = 0
 
         def advance(outcome: Outcome) -> None:

@@ -77,6 +77,14 @@ def enqueue(store: Store, campaign_id: int, definition: CampaignDefinition, *,
         return int(conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount)
 
 
+
+def drop_if_empty(store: Store, campaign_id: int) -> None:
+    """Forget a campaign row that never got a delivery: its first send stopped on an error."""
+    with store.engine.begin() as conn:
+        conn.execute(_campaign.delete().where(
+            _campaign.c.id == campaign_id,
+            ~sa.exists().where(_delivery.c.campaign_id == campaign_id)))
+
 @dataclass(frozen=True)
 class Claimed:
     delivery_id: int
