@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,7 @@ from dispatcher.delivery.engine import SendSummary
 from dispatcher.render import Renderer
 from dispatcher.smtp.client import Timeouts
 from dispatcher.smtp.relay import RelayURL, parse_relay
-from dispatcher.store import Store
+from dispatcher.store import Store, stats
 from dispatcher.store.models import (
     Delivery,
     Event,
@@ -303,3 +305,23 @@ def test_a_stop_mid_campaign_gives_back_what_was_leased_and_not_sent(store: Stor
         second = send(store, cid, renderer, url(relay), batch=50)
         assert second.finished and second.outcomes == Counter(sent=300 - len(sent))
         assert relay.recipients() == Counter(dict.fromkeys(emails, 1))
+
+
+def test_a_running_send_publishes_its_relay_health_for_the_dashboard(store: Store) -> None:
+    cid, renderer = seed(store, [f"r{i}@example.com" for i in range(30)])
+    seen: list[stats.RelayHealth] = []
+    with BadRelay() as relay:
+        target = url(relay, "&per_second=10")
+        sending = threading.Thread(target=send, args=(store, cid, renderer, target))
+        sending.start()
+        deadline = time.monotonic() + 20
+        while sending.is_alive() and time.monotonic() < deadline:
+            seen += [h for h in stats.relay_health(store, datetime.now(UTC))
+                     if h.relay == target.display and h.connections]
+            time.sleep(0.2)
+        sending.join(30)
+    assert seen, "no health report while sending"
+    assert {(h.health, h.rate_limit, h.connections) for h in seen} == {("ok", 10.0, 2)}
+    (after,) = [h for h in stats.relay_health(store, datetime.now(UTC))
+                if h.relay == target.display]
+    assert after.connections == 0

@@ -38,8 +38,29 @@ from dispatcher.smtp.client import SMTPClient, Timeouts
 from dispatcher.smtp.mx import MXResolver
 from dispatcher.smtp.relay import DIRECT, RelayURL
 from dispatcher.store.database import Store
+from dispatcher.store.stats import report_relay
+
+HEALTH_SECONDS = 1.0
 
 __all__ = ["SendSummary", "send_campaign"]
+
+
+def _report_health(store: Store, relays: list[Relay], *, final: bool = False) -> None:
+    """Publish each relay's open connections, limit and failover state for the dashboard.
+
+    Per relay and at most once a second, so it costs the send nothing measurable; a final
+    report with no state hands the relay's health back to what its events say.
+    """
+    now = time.monotonic()
+    for r in relays:
+        report_relay(store, r.name, connections=0 if final else r.open_connections,
+                     rate_limit=r.limits.per_second, state=None if final else r.health(now))
+
+
+async def _publish_health(store: Store, relays: list[Relay]) -> None:
+    while True:
+        await asyncio.to_thread(_report_health, store, relays)
+        await asyncio.sleep(HEALTH_SECONDS)
 
 
 def _now() -> datetime:
@@ -148,11 +169,14 @@ async def _run_relays(run: Run, render_pool: RenderPool | None, urls: list[Relay
 
     sessions = [session(run, r, take, requeue, idle, connect)
                 for r in relays for _ in range(r.connections)]
+    health = asyncio.create_task(_publish_health(run.store, relays))
     try:
         await asyncio.gather(feed.produce(), *sessions)
     finally:
+        health.cancel()
         for relay in relays:
             await relay.give_back(run.shared)
+        await asyncio.to_thread(_report_health, run.store, relays, final=True)
     if run.halted:
         jobs.clear()
         await run.halt(feed.unsent)

@@ -44,6 +44,7 @@ class Relay:
     sent: int = 0
     taken: int = 0
     last_error: str = ""
+    open_connections: int = 0  # sessions holding a connected client, for the dashboard
     _slots: deque[float] = field(default_factory=deque)
     _quota: int = 0
     _factor: float = 1.0
@@ -59,6 +60,12 @@ class Relay:
     @property
     def name(self) -> str:
         return self.url.display
+
+    def health(self, now: float) -> str:
+        """What the dashboard shows: ``down`` while failed over, ``degraded`` at its quota."""
+        if now < self.down_until:
+            return "down"
+        return "degraded" if now < self.limited_until else "ok"
 
     @property
     def paced(self) -> bool:

@@ -66,10 +66,12 @@ async def session(run: Run, relay: Relay, take: Callable[[Relay], Job | None],
                 await _flush(run, relay, client, held)
                 held = None
                 if client is not None:
+                    relay.open_connections -= 1
                     await client.quit()
                 client = connect(relay)
                 try:
                     await client.connect()
+                    relay.open_connections += 1
                 except MXError as exc:
                     client = None
                     run.finish(run.outcome(job, 550 if exc.permanent else None,
@@ -89,6 +91,7 @@ async def session(run: Run, relay: Relay, take: Callable[[Relay], Job | None],
         await _flush(run, relay, client, held)
     finally:
         if client is not None:
+            relay.open_connections -= 1
             await client.quit()
 
 
