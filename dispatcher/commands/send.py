@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,6 +20,7 @@ from dispatcher.commands.common import EXIT_UNDELIVERED, console, load
 from dispatcher.core.campaign import Campaign
 from dispatcher.core.rates import Limits
 from dispatcher.delivery import campaign_counts, enqueue, prepare_campaign, send_campaign
+from dispatcher.delivery.engine import SendSummary
 from dispatcher.delivery.queue import Outcome, drop_if_empty
 from dispatcher.errors import DispatcherError
 from dispatcher.render import Renderer
@@ -97,12 +100,14 @@ def send(
                 bar.advance(task, unshown)
                 unshown = 0
 
-        summary = asyncio.run(send_campaign(
+        interrupted = asyncio.Event()
+        summary = asyncio.run(_until_interrupted(interrupted, send_campaign(
             store, campaign_id, renderer, urls,
             connections=connections or campaign.rate.connections or choices[0].max_connections,
             per_connection=campaign.rate.per_connection or choices[0].max_messages_per_connection,
             batch=batch, lease=timedelta(seconds=lease), limits=campaign_limits(campaign),
-            render_processes=render_processes, render_factory=factory, progress=advance))
+            render_processes=render_processes, render_factory=factory, progress=advance,
+            stop=interrupted)))
         bar.advance(task, unshown)
     (counts,) = campaign_counts(store, campaign_id)
     table = Table(title=f"campaign {campaign.name!r} via {display}")
@@ -112,6 +117,9 @@ def send(
     console.print(table)
     if summary.stopped:
         console.print(f"campaign is {summary.stopped}; unsent messages stay queued")
+    if interrupted.is_set():
+        console.print("interrupted: every message the relay answered is recorded; run the same "
+                      "command again to go on")
     for line in summary.errors[:5]:
         console.print(f"[red]{line}[/]", markup=True, highlight=False)
     if any(c.spec == CAPTURE for c in choices):
@@ -119,6 +127,27 @@ def send(
     undelivered = counts["deferred"] + counts["bounced"] + counts["failed"] + counts["queued"]
     if undelivered:
         raise typer.Exit(EXIT_UNDELIVERED)
+
+
+async def _until_interrupted(stop: asyncio.Event,
+                             sending: Coroutine[Any, Any, SendSummary]) -> SendSummary:
+    """Run ``sending``; the first Ctrl-C stops it gracefully, a second one at once.
+
+    Graceful means no new message starts and every one in flight is answered and recorded,
+    so a rerun sends nobody twice (a hard stop resends what was answered but not recorded).
+    """
+    loop = asyncio.get_running_loop()
+
+    def first_interrupt() -> None:
+        stop.set()
+        # Python's own handler again: the next Ctrl-C raises KeyboardInterrupt.
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, first_interrupt)
+    try:
+        return await sending
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def register(app: typer.Typer) -> None:
