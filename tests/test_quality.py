@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("tool", [
     [sys.executable, "-m", "mypy", "dispatcher"],
-    [sys.executable, "-m", "ruff", "check", "dispatcher", "tests"],
+    [sys.executable, "-m", "ruff", "check", "dispatcher", "tests", "bench"],
     ["lint-imports"],
 ], ids=["mypy", "ruff", "import-linter"])
 def test_tool_passes(tool: list[str]) -> None:
