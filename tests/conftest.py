@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from dispatcher.cli import app
 from dispatcher.store import Store
 from dispatcher.store.database import create_engine, migrate
 from tests.support.relay import RecordingRelay
@@ -116,3 +118,12 @@ def workspace(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DISPATCHER_DATABASE_URL", store_url)
     monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture
+def imported(workspace: Path) -> Path:
+    """The example workspace with its list imported."""
+    result = CliRunner().invoke(app, ["import", "lists/weekly.csv", "--list", "weekly"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return workspace

@@ -22,14 +22,6 @@ def invoke(*args: str) -> Result:
     return runner.invoke(app, list(args))
 
 
-@pytest.fixture
-def imported(workspace: Path) -> Path:
-    result = runner.invoke(app, ["import", "lists/weekly.csv", "--list", "weekly"],
-                           catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return workspace
-
-
 def write_campaign(root: Path, name: str, **lines: str) -> str:
     base = {
         "name": name, "from": "news@news.example.com", "subject": "'Hi {{ first_name }}'",

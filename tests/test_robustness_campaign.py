@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dispatcher.campaigns.loader import load_campaign
-from dispatcher.cli import app
 from dispatcher.errors import CampaignError, TemplateError
 from dispatcher.render.template import load_html
 from tests.test_robustness_config import failed, run
@@ -18,14 +17,6 @@ runner = CliRunner()
 
 BASE = ("name: x\nfrom: news@news.example.com\nsubject: Hi\ntemplate: templates/weekly.mjml\n"
         "audience: {lists: [weekly]}\n")
-
-
-@pytest.fixture
-def imported(workspace: Path) -> Path:
-    result = runner.invoke(app, ["import", "lists/weekly.csv", "--list", "weekly"],
-                           catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return workspace
 
 
 def campaign_error(tmp_path: Path, text: str) -> str:
