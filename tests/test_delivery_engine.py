@@ -321,7 +321,9 @@ def test_a_running_send_publishes_its_relay_health_for_the_dashboard(store: Stor
             time.sleep(0.2)
         sending.join(30)
     assert seen, "no health report while sending"
-    assert {(h.health, h.rate_limit, h.connections) for h in seen} == {("ok", 10.0, 2)}
+    # Sessions connect one after the other: a report may catch the first alone.
+    assert {(h.health, h.rate_limit) for h in seen} == {("ok", 10.0)}
+    assert max(h.connections or 0 for h in seen) == 2
     (after,) = [h for h in stats.relay_health(store, datetime.now(UTC))
                 if h.relay == target.display]
     assert after.connections == 0

@@ -19,6 +19,7 @@ per-destination shaping (``core/shaping.py``) and opportunistic STARTTLS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,10 +58,13 @@ def _report_health(store: Store, relays: list[Relay], *, final: bool = False) ->
                      rate_limit=r.limits.per_second, state=None if final else r.health(now))
 
 
-async def _publish_health(store: Store, relays: list[Relay]) -> None:
-    while True:
+async def _publish_health(store: Store, relays: list[Relay], done: asyncio.Event) -> None:
+    # Ends with the final report in this same task, so no periodic write can land after it.
+    while not done.is_set():
         await asyncio.to_thread(_report_health, store, relays)
-        await asyncio.sleep(HEALTH_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), HEALTH_SECONDS)
+    await asyncio.to_thread(_report_health, store, relays, final=True)
 
 
 def _now() -> datetime:
@@ -169,14 +173,15 @@ async def _run_relays(run: Run, render_pool: RenderPool | None, urls: list[Relay
 
     sessions = [session(run, r, take, requeue, idle, connect)
                 for r in relays for _ in range(r.connections)]
-    health = asyncio.create_task(_publish_health(run.store, relays))
+    sent_all = asyncio.Event()
+    health = asyncio.create_task(_publish_health(run.store, relays, sent_all))
     try:
         await asyncio.gather(feed.produce(), *sessions)
     finally:
-        health.cancel()
+        sent_all.set()
         for relay in relays:
             await relay.give_back(run.shared)
-        await asyncio.to_thread(_report_health, run.store, relays, final=True)
+        await health
     if run.halted:
         jobs.clear()
         await run.halt(feed.unsent)
