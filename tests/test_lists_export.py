@@ -14,14 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.errors import ConfigError, NotFoundError
-from dispatcher.lists.exporter import (
-    _BATCH,
-    ExportOptions,
-    _Lines,
-    _Prefetch,
-    _Rows,
-    export_csv,
-)
+from dispatcher.lists.export_format import CsvLines, RowText
+from dispatcher.lists.exporter import _BATCH, ExportOptions, _Prefetch, export_csv
 from dispatcher.lists.importer import ImportOptions, import_file
 from dispatcher.lists.mapping import export_value
 from dispatcher.store import Store
@@ -108,12 +102,10 @@ _FIELD = st.one_of(st.none(), st.text(alphabet=st.sampled_from('ab,"\n\r é;\t')
 def test_csv_lines_are_what_csv_writer_writes(table: list[list[str | None]]) -> None:
     expected = io.StringIO()
     csv.writer(expected, lineterminator="\n").writerows(table)
-    got = io.StringIO()
-    lines = _Lines(got, 4)
+    lines = CsvLines(4)
     for row in table:
         lines.add(row)
-    lines.flush()
-    assert got.getvalue() == expected.getvalue()
+    assert lines.text() == expected.getvalue()
 
 
 @pytest.mark.parametrize("attributes", [
@@ -124,7 +116,7 @@ def test_csv_lines_are_what_csv_writer_writes(table: list[list[str | None]]) -> 
 ])
 def test_attribute_columns_are_what_export_value_writes(attributes: dict[str, object]) -> None:
     keys = sorted({*attributes, "missing"})
-    rows = _Rows(None, keys, as_json=False)  # type: ignore[arg-type]
+    rows = RowText(keys, as_json=False, load_names=dict)
     for raw in (json.dumps(attributes), json.dumps(attributes, ensure_ascii=False)):
         assert rows.attributes(raw) == [export_value(attributes.get(k)) for k in keys]
 

@@ -86,8 +86,10 @@ class Store:
     on :attr:`engine`; everything else uses :meth:`session` with the models.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, schema: str | None = None) -> None:
         self.engine = engine
+        # Kept so that another process (an export's workers) can open the same store.
+        self.schema = schema
         self._secret: bytes | None = None
 
     @classmethod
@@ -98,7 +100,7 @@ class Store:
         except sa.exc.OperationalError as exc:
             engine.dispose()
             raise StoreError(f"cannot open the store at {engine.url!r}: {exc.orig}") from exc
-        return cls(engine)
+        return cls(engine, schema=schema)
 
     @property
     def dialect(self) -> str:

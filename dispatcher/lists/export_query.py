@@ -1,0 +1,100 @@
+"""What an export reads: the chosen subscribers' rows, their attribute keys, list names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from dispatcher.errors import ConfigError, NotFoundError
+from dispatcher.store.audience import filter_sql
+from dispatcher.store.database import Store
+from dispatcher.store.models import SUBSCRIBER_STATES, MailingList, Membership, Subscriber
+from dispatcher.store.subscribers import find_list
+
+STATUSES = (*SUBSCRIBER_STATES, "all")
+_s = Subscriber.__table__  # type: ignore[attr-defined]
+_m = Membership.__table__  # type: ignore[attr-defined]
+_l = MailingList.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    list_name: str | None = None
+    status: str = "all"
+    where: str | None = None
+    attributes_json: bool = False
+
+
+def _lists_column(dialect: str) -> Any:
+    """The ids of the lists a subscriber is subscribed to, comma-separated, in any order.
+
+    Ids rather than names: PostgreSQL's per-row ``string_agg`` of names joined from
+    mailing_list cost more than the rest of the query; the exporter knows the names.
+    """
+    ids = sa.select(_m.c.list_id).where(_m.c.subscriber_id == _s.c.id,
+                                        _m.c.status == "subscribed")
+    if dialect == "postgresql":
+        agg = sa.func.string_agg(sa.cast(_m.c.list_id, sa.Text), ",")
+    else:
+        agg = sa.func.group_concat(_m.c.list_id, ",")
+    return ids.with_only_columns(agg).scalar_subquery().label("lists")
+
+
+def export_query(store: Store, options: ExportOptions,
+                 ids: tuple[int, int] | None = None) -> sa.Select[Any]:
+    """The exported rows in id order; ``ids`` = (after, upto) limits them to one id range."""
+    if options.status not in STATUSES:
+        raise ConfigError(f"--status {options.status!r}: expected one of {', '.join(STATUSES)}")
+    # Raw column values (JSON text or a dict, timestamp text or a naive datetime): the
+    # column types' per-row conversions cost more than the rest of the export together.
+    # PostgreSQL sends the JSON as text too: psycopg's jsonb loader (json.loads per
+    # row) cost as much as the whole query.
+    attributes = (sa.cast(_s.c.attributes, sa.Text) if store.dialect == "postgresql"
+                  else sa.type_coerce(_s.c.attributes, sa.Text))
+    query = sa.select(_s.c.email, _s.c.name, _s.c.status, _lists_column(store.dialect),
+                      attributes.label("attributes"),
+                      sa.type_coerce(_s.c.created_at, sa.Text).label("created_at"),
+                      sa.type_coerce(_s.c.updated_at, sa.Text).label("updated_at"))
+    if options.list_name is not None:
+        list_id = find_list(store, options.list_name)
+        if list_id is None:
+            raise NotFoundError(f"no list called {options.list_name!r}")
+        query = query.where(_s.c.id.in_(sa.select(_m.c.subscriber_id).where(
+            _m.c.list_id == list_id)))
+    if options.status != "all":
+        query = query.where(_s.c.status == options.status)
+    if options.where:
+        try:
+            query = query.where(filter_sql(options.where, store.dialect))
+        except ValueError as exc:
+            raise ConfigError(f"--where: {exc}") from exc
+    if ids is not None:
+        query = query.where(_s.c.id > ids[0], _s.c.id <= ids[1])
+    return query.order_by(_s.c.id)
+
+
+def attribute_keys(conn: sa.Connection, query: sa.Select[Any]) -> list[str]:
+    """Every attribute key of the exported rows, found by the database (sorted)."""
+    sub = query.with_only_columns(_s.c.attributes).order_by(None).subquery()
+    if conn.dialect.name == "postgresql":
+        keys = sa.select(sa.func.jsonb_object_keys(sub.c.attributes).label("key")).subquery()
+        stmt = sa.select(keys.c.key).distinct()
+    else:
+        each = sa.func.json_each(sub.c.attributes).table_valued("key")
+        stmt = sa.select(each.c.key).select_from(sub).join(each, sa.true()).distinct()
+    return sorted(str(k) for k in conn.execute(stmt).scalars())
+
+
+def list_names(store: Store) -> dict[str, str]:
+    """Every list's name by its id, as the export query writes ids (text)."""
+    with store.engine.connect() as conn:
+        return {str(i): n for i, n in conn.execute(sa.select(_l.c.id, _l.c.name))}
+
+
+def id_span(store: Store) -> tuple[int, int]:
+    """The lowest and highest subscriber id (0, 0 for none): both from the primary key."""
+    with store.engine.connect() as conn:
+        low, high = conn.execute(sa.select(sa.func.min(_s.c.id), sa.func.max(_s.c.id))).one()
+    return (low or 0, high or 0)
