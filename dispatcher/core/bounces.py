@@ -222,7 +222,13 @@ def _from_reply(address: str, cls: ReplyClass, diagnostic: str, *, delayed: bool
 
 def analyze(raw: bytes | str, *, secret: bytes | None = None,
             verp_prefix: str = "bounces", own_addresses: tuple[str, ...] = ()) -> Analysis:
-    """Classify one returned message (bytes as read from a mailbox or received by SMTP)."""
+    """Classify one returned message (bytes as read from a mailbox or received by SMTP).
+
+    MIME parts nested thousands deep raise RecursionError from the stdlib
+    parser. It is left to the caller, because the right answer depends on where
+    the message came from: the SMTP receiver refuses it for good (554), a
+    mailbox pass leaves it in place and counts it as failed.
+    """
     if isinstance(raw, bytes):
         # Raw 8-bit headers (vacation replies often have them) stay readable this way.
         try:
