@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.triggers.cron import CronTrigger
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
@@ -16,6 +17,7 @@ from dispatcher.config import Workspace
 from dispatcher.core.schedule import SchedulerConfig
 from dispatcher.errors import DispatcherError
 from dispatcher.scheduler import jobs
+from dispatcher.scheduler.cron import cron_trigger
 from dispatcher.scheduler.daemon import Daemon
 from dispatcher.scheduler.records import campaign_t
 from dispatcher.scheduler.service import build_scheduler, sync_cron
@@ -70,6 +72,26 @@ def test_schedule_refuses_bad_times(workspace: Path, store_url: str, at: str,
                                     message: str) -> None:
     code, out = run("schedule", "campaigns/weekly.yaml", "--at", at)
     assert code == 1 and message in " ".join(out.split())
+    assert campaigns(store_url) == {}
+
+
+def test_schedule_refuses_a_time_the_clocks_jump_over(workspace: Path, store_url: str) -> None:
+    code, out = run("schedule", "campaigns/weekly.yaml", "--at", "2099-03-29T02:30 Europe/Berlin")
+    assert code == 1
+    assert ("--at: 2099-03-29 02:30 does not exist in Europe/Berlin: the clocks jump forward "
+            "then") in " ".join(out.split())
+    assert campaigns(store_url) == {}
+
+
+def test_schedule_refuses_a_time_off_the_campaigns_calendar(workspace: Path,
+                                                            store_url: str) -> None:
+    path = workspace / "campaigns" / "weekly.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "schedule:\n  timezone: Asia/Tokyo\n",
+                    encoding="utf-8")
+    # Exists in UTC, but in Tokyo it would be in the year 10000.
+    code, out = run("schedule", "campaigns/weekly.yaml", "--at", "9999-12-31T23:30Z")
+    assert code == 1
+    assert "--at: 9999-12-31 23:30 UTC is out of range in Asia/Tokyo" in " ".join(out.split())
     assert campaigns(store_url) == {}
 
 
@@ -154,6 +176,32 @@ def test_recurring_schedules_live_in_the_job_store_and_report_missed_runs(
         return ids
 
     assert asyncio.run(synced()) == {"cron:recent"}
+    store.close()
+
+
+def test_a_job_stored_with_apschedulers_own_cron_trigger_is_replaced(
+        workspace: Path, store_url: str) -> None:
+    # Jobs stored by older versions used APScheduler's CronTrigger, which hangs the
+    # scheduler on a clocks-go-back night; it prints like ours, so compare types too.
+    path = write_cron_campaign(workspace, "nightly", "30 2 * * *")
+    assert run("schedule", str(path))[0] == 0
+    store = Store.open(store_url)
+    daemon = Daemon(store, Workspace.load(workspace), SchedulerConfig())
+
+    async def triggers() -> list[type]:
+        jobs.install(daemon)
+        scheduler = build_scheduler(daemon)
+        scheduler.start(paused=True)
+        old = CronTrigger.from_crontab("30 2 * * *", timezone=ZoneInfo("Europe/Berlin"))
+        scheduler.add_job(jobs.FIRE_CRON, old, args=["nightly"], id="cron:nightly",
+                          jobstore="default", replace_existing=True)
+        sync_cron(scheduler, daemon)
+        found = [type(j.trigger) for j in scheduler.get_jobs(jobstore="default")]
+        scheduler.shutdown(wait=False)
+        jobs.install(None)
+        return found
+
+    assert asyncio.run(triggers()) == [type(cron_trigger("30 2 * * *", "Europe/Berlin"))]
     store.close()
 
 

@@ -47,6 +47,70 @@ def test_parse_at_refuses_with_a_message(bad: str) -> None:
         parse_at(bad)
 
 
+@pytest.mark.parametrize(("text", "default_zone"), [
+    ("0001-01-01T00:00+01:00", "UTC"),
+    ("9999-12-31T23:59-00:01", "UTC"),
+    ("9999-12-31T23:30 America/New_York", "UTC"),
+    ("0001-01-01T00:30[Europe/Berlin]", "UTC"),
+    ("0001-01-01 00:00", "Asia/Tokyo"),
+])
+def test_parse_at_refuses_a_time_past_the_calendar_edge(text: str, default_zone: str) -> None:
+    with pytest.raises(ScheduleError) as refused:
+        parse_at(text, default_zone=default_zone)
+    assert str(refused.value).startswith(f"{text!r} is out of range")
+
+
+def test_parse_at_accepts_the_calendar_edge_itself() -> None:
+    assert parse_at("0001-01-01T00:00Z") == datetime.min.replace(tzinfo=UTC)
+    assert parse_at("9999-12-31T23:59 UTC") == datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert parse_at("0001-01-01T00:00-05:00") == datetime(1, 1, 1, 5, tzinfo=UTC)
+    assert parse_at("9999-12-31T23:30 Asia/Tokyo") == datetime(9999, 12, 31, 14, 30,
+                                                               tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "default_zone", "shown"), [
+    ("2026-03-29T02:30 Europe/Berlin", "UTC", "2026-03-29 02:30 does not exist in "
+     "Europe/Berlin"),
+    ("2026-03-29T02:00[Europe/Berlin]", "UTC", "2026-03-29 02:00 does not exist in "
+     "Europe/Berlin"),
+    ("2026-03-08 02:15", "America/New_York", "2026-03-08 02:15 does not exist in "
+     "America/New_York"),
+    ("2026-10-04T02:15 Australia/Lord_Howe", "UTC", "2026-10-04 02:15 does not exist in "
+     "Australia/Lord_Howe"),
+])
+def test_parse_at_refuses_a_time_the_clocks_jump_over(text: str, default_zone: str,
+                                                      shown: str) -> None:
+    with pytest.raises(ScheduleError) as refused:
+        parse_at(text, default_zone=default_zone)
+    assert str(refused.value).startswith(f"{shown}: the clocks jump forward then")
+
+
+def test_parse_at_reads_a_repeated_time_as_its_first_occurrence() -> None:
+    # 02:30 happens twice in Berlin on 2026-10-25: first in CEST (00:30 UTC), then in CET.
+    assert parse_at("2026-10-25T02:30 Europe/Berlin") == datetime(2026, 10, 25, 0, 30,
+                                                                  tzinfo=UTC)
+    assert parse_at("2026-11-01 01:30", default_zone="America/New_York") == datetime(
+        2026, 11, 1, 5, 30, tzinfo=UTC)
+
+
+def test_parse_at_around_a_gap_is_unchanged() -> None:
+    # The last minute before Berlin's jump and the first after it both exist.
+    assert parse_at("2026-03-29T01:59 Europe/Berlin") == datetime(2026, 3, 29, 0, 59,
+                                                                  tzinfo=UTC)
+    assert parse_at("2026-03-29T03:00 Europe/Berlin") == datetime(2026, 3, 29, 1, tzinfo=UTC)
+    # An offset or UTC names the instant itself: there is no wall time to skip.
+    assert parse_at("2026-03-29T02:30+01:00") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert parse_at("2026-03-29T02:30 UTC") == datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=instants, name=st.sampled_from(ZONES))
+def test_parse_at_reads_back_every_wall_time_that_exists(start: datetime, name: str) -> None:
+    local = start.astimezone(zone(name)).replace(second=0, microsecond=0, tzinfo=None)
+    at = parse_at(f"{local:%Y-%m-%dT%H:%M} {name}")
+    assert at.astimezone(zone(name)).replace(tzinfo=None) == local
+
+
 def test_wall_times_in_dst_gaps_move_forward_and_repeats_take_the_first() -> None:
     berlin = zone("Europe/Berlin")
     # 2026-03-29 02:30 does not exist in Berlin: it becomes 03:30 CEST = 01:30 UTC.

@@ -31,6 +31,7 @@ from dispatcher.scheduler.records import campaign_t, delivery_t, event_t
 from dispatcher.store import Store
 from dispatcher.store.models import MailingList, Membership, Subscriber
 from tests.support.relay import RecordingHandler, RecordingRelay
+from tests.test_schedule_cron import finishes
 
 lists_t = MailingList.__table__  # type: ignore[attr-defined]
 membership_t = Membership.__table__  # type: ignore[attr-defined]
@@ -342,6 +343,37 @@ def test_a_recurring_run_is_one_campaign_even_if_fired_twice(workspace: Path, db
     assert stored["variables"]["run_date"] == "2026-11-30"
     missed = asyncio.run(daemon.fire_cron("digest", run + timedelta(days=7), status="missed"))
     assert missed == "digest-20261207-0900" and status(db, missed) == "missed"
+    shut(daemon)
+
+
+def test_a_recurring_run_on_a_dst_night_is_one_campaign_named_after_its_wall_time(
+        workspace: Path, db: Store, relay: RecordingRelay) -> None:
+    records.save_schedule(db, records.NewSchedule(
+        "nightly", "cron", definition(workspace, "nightly", cron="30 2 * * *"),
+        "campaigns/weekly.yaml", relay.url, cron="30 2 * * *", timezone="Europe/Berlin"),
+        now=datetime(2026, 3, 1, tzinfo=UTC))
+    clock = FakeClock(datetime(2026, 3, 1, tzinfo=UTC))
+    daemon = make(db, workspace, clock)
+
+    def fire(now: datetime) -> str | None:
+        # As APScheduler calls it: no run time given, so fire_cron looks it up.
+        clock.now = now
+        return finishes(lambda: asyncio.run(daemon.fire_cron("nightly")))
+
+    # 02:30 happens twice in Berlin on 2026-10-25 (CEST, then CET): one run, the first;
+    # fired again at the second 02:30 it finds that run and makes nothing new.
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert fire(first + timedelta(milliseconds=200)) == "nightly-20261025-0230"
+    assert fire(first + timedelta(hours=1, milliseconds=200)) is None
+    # 02:30 does not exist on 2026-03-29: the run moves forward by the gap, to 03:30 CEST.
+    moved = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert fire(moved + timedelta(milliseconds=200)) == "nightly-20260329-0330"
+    with db.engine.connect() as conn:
+        rows = {r.name: (r.scheduled_at, r.definition["variables"]["run_at"])
+                for r in conn.execute(sa.select(campaign_t.c.name, campaign_t.c.scheduled_at,
+                                                campaign_t.c.definition))}
+    assert rows == {"nightly-20261025-0230": (first, "2026-10-25T02:30:00+02:00"),
+                    "nightly-20260329-0330": (moved, "2026-03-29T03:30:00+02:00")}
     shut(daemon)
 
 

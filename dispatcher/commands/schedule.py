@@ -89,6 +89,12 @@ def schedule(
                               f"cron or local_time in the campaign")
     except ScheduleError as exc:
         raise ConfigError(f"--at: {exc}" if at is not None else str(exc)) from None
+    try:
+        when.astimezone(zone(tz))
+    except OverflowError:
+        # A moment that exists in UTC but not on the campaign's calendar (year 1, 9999).
+        raise ConfigError(f"{'--at' if at is not None else 'schedule.at'}: {when:%Y-%m-%d %H:%M} "
+                          f"UTC is out of range in {tz}") from None
     if start_decision(when, now, grace=config.grace) == "missed":
         message = f"{_when(when, tz)} is more than {config.grace} in the past"
         if at is not None:

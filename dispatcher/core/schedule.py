@@ -1,10 +1,13 @@
 """Schedule arithmetic: start times, each recipient's local send instant, send windows, warm-up.
 
 Pure functions of aware datetimes and IANA zones (``zoneinfo``); the daemon in
-:mod:`dispatcher.scheduler` applies them to the store. Wall-clock times that a
-DST change skips (02:30 on a spring-forward night) move forward by the size of
-the gap, and times that happen twice (autumn) mean the first of the two: the
-behaviour of cron and of ``zoneinfo`` with ``fold=0``.
+:mod:`dispatcher.scheduler` applies them to the store. Recurring wall-clock
+times (windows, each recipient's local time) that a DST change skips (02:30 on
+a spring-forward night) move forward by the size of the gap, and times that
+happen twice (autumn) mean the first of the two: the behaviour of cron and of
+``zoneinfo`` with ``fold=0``. A one-off time given to :func:`parse_at` that
+does not exist is refused instead: someone typed it, and guessing what they
+meant would send at a time nobody asked for.
 """
 
 from __future__ import annotations
@@ -52,7 +55,12 @@ def wall(day: date, at: time, tz: tzinfo) -> datetime:
 
 def parse_at(text: str, *, default_zone: str = "UTC") -> datetime:
     """An aware UTC instant from ``2026-12-01T09:00 Europe/Berlin`` (or ``...[Europe/Berlin]``),
-    an ISO time with offset, or a naive ISO time read in ``default_zone``."""
+    an ISO time with offset, or a naive ISO time read in ``default_zone``.
+
+    A wall time the zone skips (the clocks jump forward over it) is a
+    :class:`ScheduleError`, not quietly moved. A wall time the zone repeats (the
+    clocks go back) is its first occurrence, ``fold=0``, as everywhere here.
+    """
     value = text.strip()
     zone_name: str | None = None
     match = _AT_WITH_ZONE.match(value)
@@ -66,8 +74,30 @@ def parse_at(text: str, *, default_zone: str = "UTC") -> datetime:
     if parsed.tzinfo is not None:
         if zone_name is not None:
             raise ScheduleError(f"{text!r} gives both a UTC offset and a zone; give one")
-        return parsed.astimezone(UTC)
-    return wall(parsed.date(), parsed.time(), zone(zone_name or default_zone))
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise _out_of_range(text) from None
+    name = zone_name or default_zone
+    tz = zone(name)
+    try:
+        instant = wall(parsed.date(), parsed.time(), tz)
+    except OverflowError:
+        raise _out_of_range(text) from None
+    # A skipped time comes back from UTC as a different wall time (02:30 as 03:30).
+    moved = instant.astimezone(tz).replace(tzinfo=None)
+    if moved != parsed:
+        raise ScheduleError(f"{parsed:%Y-%m-%d %H:%M} does not exist in {name}: the clocks "
+                            f"jump forward then; give a time outside the jump, e.g. "
+                            f"{moved:%H:%M}")
+    return instant
+
+
+def _out_of_range(text: str) -> ScheduleError:
+    # Near 0001-01-01 or 9999-12-31 the offset can carry the instant past what a
+    # datetime holds.
+    return ScheduleError(f"{text!r} is out of range: in UTC it falls before year 1 or "
+                         f"after year 9999")
 
 
 def parse_clock(text: str) -> time:

@@ -77,8 +77,10 @@ def sync_cron(scheduler: AsyncIOScheduler, daemon: Daemon) -> None:
             continue
         job = scheduler.get_job(job_id, jobstore="default")
         # Re-adding an unchanged job would reset its next run time and lose a run
-        # that was missed while the daemon was down.
-        if job is not None and str(job.trigger) == str(trigger):
+        # that was missed while the daemon was down. A job stored with APScheduler's own
+        # CronTrigger (which hangs on a clocks-go-back night) prints the same: replaced.
+        if (job is not None and type(job.trigger) is type(trigger)
+                and str(job.trigger) == str(trigger)):
             continue
         scheduler.add_job(jobs.FIRE_CRON, trigger, args=[entry.name], id=job_id,
                           jobstore="default", replace_existing=True, misfire_grace_time=grace,
