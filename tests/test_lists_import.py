@@ -75,6 +75,40 @@ def test_broken_file_exact_counts_reasons_and_line_numbers(store: Store, tmp_pat
     assert subs["last@example.com"][2]["age"] == 10
 
 
+def test_unterminated_quotes_reject_their_line_and_keep_the_rows_after(store: Store,
+                                                                        tmp_path: Path) -> None:
+    path = copy("unterminated_quote.csv", tmp_path)
+    report = import_file(store, path, ImportOptions(list_name="news"))
+    assert (report.read, report.added, report.duplicates) == (8, 6, 0)
+    assert dict(report.rejected) == {"unterminated quoted field": 2}
+    assert rejects(path)[1:] == [
+        ["6", "unterminated quoted field: line 6 opens a quote that is only closed on line 8, "
+              "by a quote followed by more text", "bad@example.com", '"Smith', "Rome", "60"],
+        ["12", "unterminated quoted field: line 12 opens a quote that is still open at the end "
+               "of the file", "last@example.com", '"Never closed', "Graz", "10"]]
+    subs = subscribers(store)
+    assert sorted(subs) == ["ann@example.com", "carl@example.com", "dora@example.com",
+                            "eve@example.com", "frank@example.com", "multi@example.com"]
+    assert subs["carl@example.com"][2] == {"first_name": "Carl", "address": "Oslo", "age": 23}
+    assert subs["dora@example.com"][2]["first_name"] == 'Dora "D" Ray'
+    assert subs["eve@example.com"][2]["address"] == "Postfach 12\r\nWien"
+    assert subs["multi@example.com"][2]["address"] == "Flat 2\r\n12 High Street\r\nLeeds"
+
+
+def test_a_quote_left_open_above_a_thousand_rows_loses_none_of_them(store: Store,
+                                                                     tmp_path: Path) -> None:
+    good = "".join(f"u{i}@example.com,U{i}\n" for i in range(1500))
+    f = write(tmp_path / "f.csv", "email,first_name\na@example.com,A\nb@example.com,B\n"
+                                  'c@example.com,C\nbad@example.com,"Smith\n' + good)
+    report = import_file(store, f, ImportOptions(list_name="l"))
+    assert (report.read, report.added, report.rejected_total) == (1504, 1503, 1)
+    assert rejects(f)[1:] == [["5", "unterminated quoted field: line 5 opens a quote that is "
+                                    "still open after 1,000 lines", "bad@example.com", '"Smith']]
+    subs = subscribers(store)
+    assert len(subs) == 1503 and "bad@example.com" not in subs
+    assert subs["u1499@example.com"][2] == {"first_name": "U1499"}
+
+
 @pytest.mark.parametrize(("name", "options", "counts", "rejected"), [
     ("mailchimp_subscribed.csv", {}, (5, 4, 0), {"invalid email": 1}),
     ("listmonk_export.csv", {}, (4, 3, 0), {"attributes not a JSON object": 1}),

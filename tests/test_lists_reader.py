@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,13 @@ from hypothesis import strategies as st
 from dispatcher.errors import ConfigError, ListFileError
 from dispatcher.lists.incoming import RowReader
 from dispatcher.lists.mapping import auto_value, build_mapping, export_value, parse_map
-from dispatcher.lists.reader import Row, detect_encoding, open_rows, sniff_delimiter
+from dispatcher.lists.reader import (
+    QUOTED_LINES,
+    Row,
+    detect_encoding,
+    open_rows,
+    sniff_delimiter,
+)
 
 DATA = Path(__file__).parent / "data" / "lists"
 
@@ -159,6 +166,124 @@ def test_an_unparseable_row_is_reported_and_reading_goes_on(tmp_path: Path) -> N
     assert [line for line, _ in got] == [2, 3, 4]
     assert got[1][1][0].startswith("<unparseable: field larger than field limit")
     assert got[2] == (4, ["c@example.com", "C"])
+
+
+def read(path: Path) -> list[tuple[int, list[str], str | None]]:
+    with open_rows(path) as stream:
+        return [(r.line, r.values, r.problem) for r in stream.rows]
+
+
+_OPEN = "unterminated quoted field: line {} opens a quote that "
+
+
+def test_an_unterminated_quote_rejects_its_own_line_and_the_rows_after_it_are_read() -> None:
+    assert read(DATA / "unterminated_quote.csv") == [
+        (2, ["ann@example.com", "Ann", "1 Rue de Rivoli, Paris", "31"], None),
+        (3, ["multi@example.com", "Multi", "Flat 2\r\n12 High Street\r\nLeeds", "50"], None),
+        # The quote it opens is taken for closed by Dora's opening quote, two rows on.
+        (6, ["bad@example.com", '"Smith', "Rome", "60"],
+         _OPEN.format(6) + "is only closed on line 8, by a quote followed by more text"),
+        (7, ["carl@example.com", "Carl", "Oslo", "23"], None),
+        (8, ["dora@example.com", 'Dora "D" Ray', "Bern", "35"], None),
+        (9, ["eve@example.com", "Eve", "Postfach 12\r\nWien", "44"], None),
+        (11, ["frank@example.com", "Frank", "Lima", ""], None),
+        (12, ["last@example.com", '"Never closed', "Graz", "10"],
+         _OPEN.format(12) + "is still open at the end of the file"),
+    ]
+
+
+def test_a_multi_line_row_reads_its_first_line_as_leniently_as_any_row(tmp_path: Path) -> None:
+    path = tmp_path / "lenient.csv"
+    path.write_text('email,name,address\na@example.com,"Bob" Jr,"Flat 2\nLeeds"\n'
+                    'b@example.com,"Ann" Lee,Oslo\n', encoding="utf-8")
+    assert read(path) == [(2, ["a@example.com", "Bob Jr", "Flat 2\nLeeds"], None),
+                          (4, ["b@example.com", "Ann Lee", "Oslo"], None)]
+
+
+@pytest.mark.parametrize("newline", ["\n", ""])
+def test_a_quote_open_on_the_last_line_is_rejected_not_swallowed(tmp_path: Path,
+                                                                  newline: str) -> None:
+    path = tmp_path / "last.csv"
+    path.write_text(f'email,name\na@example.com,A\nz@example.com,"Zed{newline}', encoding="utf-8")
+    assert read(path) == [(2, ["a@example.com", "A"], None), (3, ["z@example.com", '"Zed'],
+                          _OPEN.format(3) + "is still open at the end of the file")]
+
+
+def test_a_quote_open_before_rows_without_quotes_gives_up_after_quoted_lines(
+        tmp_path: Path) -> None:
+    path = tmp_path / "runaway.csv"
+    good = [f"u{i}@example.com,U{i}" for i in range(1500)]
+    path.write_text("email,name\na@example.com,A\nb@example.com,B\nc@example.com,C\n"
+                    'bad@example.com,"Smith\n' + "\n".join(good) + "\n", encoding="utf-8")
+    got = read(path)
+    assert got[3] == (5, ["bad@example.com", '"Smith'],
+                      _OPEN.format(5) + "is still open after 1,000 lines")
+    assert got[4:] == [(6 + i, [f"u{i}@example.com", f"U{i}"], None) for i in range(1500)]
+
+
+@pytest.mark.parametrize("span", [QUOTED_LINES, QUOTED_LINES + 1])
+def test_a_quoted_field_may_span_quoted_lines_lines(tmp_path: Path, span: int) -> None:
+    path = tmp_path / "long.csv"
+    # Far more line feeds than an Excel cell can hold (253) is still data.
+    note = "\n".join(f"note {i}" for i in range(span))
+    path.write_text(f'email,note\na@example.com,"{note}"\nb@example.com,B\n', encoding="utf-8")
+    got = read(path)
+    assert got[-1] == (span + 2, ["b@example.com", "B"], None)
+    if span == QUOTED_LINES:
+        assert got[0] == (2, ["a@example.com", note], None) and len(got) == 2
+    else:
+        assert got[0] == (2, ["a@example.com", '"note 0'],
+                          _OPEN.format(2) + f"is still open after {QUOTED_LINES:,} lines")
+        assert got[1] == (3, ["note 1"], None) and len(got) == span + 1
+
+
+def test_a_quote_running_into_an_oversized_line_is_unterminated(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text('email,name\na@example.com,A\nbad@example.com,"Smith\n'
+                    f"c@example.com,{'x' * (1 << 20)}y\nd@example.com,D\n", encoding="utf-8")
+    got = read(path)
+    assert [(line, problem) for line, _, problem in got] == [
+        (2, None), (3, _OPEN.format(3) + "is still open where reading stopped: field larger "
+                                          "than field limit (1048576)"), (4, None), (5, None)]
+    assert got[2][1][0].startswith("<unparseable: field larger than field limit")
+    assert got[3][1] == ["d@example.com", "D"]
+
+
+_ROWS = st.lists(st.one_of(
+    st.just(("plain", 1)), st.just(("quoted", 1)), st.just(("bad", 1)),
+    st.integers(min_value=2, max_value=4).map(lambda span: ("multi", span))), max_size=25)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ROWS, st.sampled_from([",", ";", "\t"]), st.sampled_from(["\n", "\r\n"]),
+       st.booleans())
+def test_every_row_is_read_at_its_line_whatever_quotes_are_left_open(
+        kinds: list[tuple[str, int]], delimiter: str, newline: str, last_newline: bool) -> None:
+    text = [f"email{delimiter}note"]
+    expected: list[tuple[int, list[str], bool]] = []
+    line = 2
+    for i, (kind, span) in enumerate(kinds):
+        email = f"u{i}@example.com"
+        if kind == "plain":
+            text.append(f"{email}{delimiter}Note {i}")
+            values = [email, f"Note {i}"]
+        elif kind == "quoted":
+            text.append(f'"{email}"{delimiter}"Say ""hi"" {i}"')
+            values = [email, f'Say "hi" {i}']
+        elif kind == "multi":
+            note = newline.join(f"Line {n}" for n in range(span))
+            text.append(f'{email}{delimiter}"{note}"')
+            values = [email, note]
+        else:
+            text.append(f'{email}{delimiter}"Open {i}')
+            values = [email, f'"Open {i}']
+        expected.append((line, values, kind == "bad"))
+        line += span
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.csv"
+        path.write_bytes((newline.join(text) + (newline if last_newline else "")).encode())
+        got = [(n, values, problem is not None) for n, values, problem in read(path)]
+    assert got == expected
 
 
 _TEXTS = st.one_of(

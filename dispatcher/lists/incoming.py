@@ -67,6 +67,8 @@ class RowReader:
 
     def incoming(self, row: Row) -> Incoming:
         """``row`` as an :class:`Incoming`; raises ValueError with the reject reason."""
+        if row.problem is not None:
+            raise ValueError(row.problem)
         m = self.m
         values = row.values
         width = self.width

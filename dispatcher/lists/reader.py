@@ -6,6 +6,8 @@ Exports from Excel, Mailchimp, listmonk, Sendy and CRMs differ in encoding
 newlines inside. :func:`open_rows` finds all that out from the first bytes
 and then streams: the file is never held in memory, and every row comes with
 the line number it starts on in the original file, for the rejects file.
+A quote that never closes costs only the line it is on: the lines it would
+swallow are read again as the rows they are.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import codecs
 import csv
 import io
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +29,11 @@ SAMPLE = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
 # A field this large is a broken quote swallowing the rest of the file, not data.
 FIELD_LIMIT = 1 << 20
+# Nor is a quoted field still open this many lines after its row began. Excel, where
+# most of these files pass, caps a cell at 253 line feeds and 32,767 characters;
+# FIELD_LIMIT bounds a quote over long lines. Being generous costs little: a quote left
+# open is mostly caught at the next quote it meets (_stray_close) or at the end of the file.
+QUOTED_LINES = 1000
 # Bytes cp1252 leaves undefined: a file that has them is Latin-1.
 _CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
 
@@ -43,6 +52,8 @@ class Sniffed:
 class Row:
     line: int
     values: list[str]
+    # Why the row cannot be taken as read; ``values`` then hold its line as written.
+    problem: str | None = None
 
 
 @dataclass
@@ -182,30 +193,111 @@ def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
 def _iter_rows(text: io.TextIOWrapper, header_lines: int, delimiter: str,
                stream: RowStream) -> Iterator[Row]:
     csv.field_size_limit(FIELD_LIMIT)
+    held: list[str] = []  # the physical lines of the row being read
+    replay: deque[str] = deque()  # lines to read again after a rewind, next first
+    line = header_lines + 1  # where the next row starts in the file
     with text:
-        reader = csv.reader(text, delimiter=delimiter, strict=False)
-        done = 0  # physical lines of data read so far
+        reader = csv.reader(_lines(text, held), delimiter=delimiter, strict=False)
         while True:
             # A plain for loop (cheaper per row than next() under try), left only
-            # when csv cannot parse a row, to go on after it.
+            # when a row cannot be read as it is, to go on after it.
             try:
                 for values in reader:
-                    line = header_lines + done + 1
-                    done = reader.line_num
+                    span = len(held)
+                    if span > 1:
+                        stray = _stray_close(held, delimiter)
+                        if stray is not None:
+                            raise _Unterminated(f"is only closed on line {line + stray}, by "
+                                                "a quote followed by more text")
+                    start = line
+                    line += span
+                    held.clear()
                     if not values or (len(values) == 1 and not values[0].strip()):
                         continue
                     if errors_in(values):
                         values = _recover(values)
-                        stream.recovered_lines.append(line)
-                    yield Row(line, values)
+                        stream.recovered_lines.append(start)
+                    yield Row(start, values)
                 return
+            except _Unterminated as exc:
+                why = str(exc)
             except csv.Error as exc:
-                line = header_lines + done + 1
-                done = reader.line_num
-                yield Row(line, [f"<unparseable: {exc}>"])
+                if len(held) > 1:
+                    why = f"is still open where reading stopped: {exc}"
+                else:
+                    yield Row(line, [f"<unparseable: {exc}>"])
+                    line += 1
+                    held.clear()
+                    continue
             except UnicodeDecodeError as exc:
                 raise ListFileError(f"cannot decode as {stream.sniffed.encoding}: {exc.reason}",
-                                    path=str(stream.path), line=header_lines + done + 1) from exc
+                                    path=str(stream.path), line=line) from exc
+            # The open quote belongs to no field: its line alone is rejected, and the
+            # lines it swallowed are read again as the rows they are.
+            values = _as_written(held[0], delimiter)
+            if errors_in(values):
+                values = _recover(values)
+                stream.recovered_lines.append(line)
+            yield Row(line, values, f"unterminated quoted field: line {line} opens a quote "
+                                    f"that {why}")
+            replay.extendleft(reversed(held[1:]))
+            held.clear()
+            line += 1
+            reader = csv.reader(_lines(chain(_drain(replay), text), held), delimiter=delimiter,
+                                strict=False)
+
+
+class _Unterminated(Exception):
+    """The quoted field the row being read continues cannot be data; says why."""
+
+
+def _lines(lines: Iterator[str], held: list[str]) -> Iterator[str]:
+    """``lines`` for csv, each also kept in ``held``, which the caller empties after each row.
+
+    csv only asks for a line while ``held`` is not empty when a quoted field runs on, so
+    this is where a quote that never closes is caught, before it swallows the file.
+    """
+    for line in lines:
+        if held and len(held) >= QUOTED_LINES:
+            held.append(line)
+            raise _Unterminated(f"is still open after {QUOTED_LINES:,} lines")
+        held.append(line)
+        yield line
+    if held:
+        raise _Unterminated("is still open at the end of the file")
+
+
+def _drain(replay: deque[str]) -> Iterator[str]:
+    """Pops as it goes: lines csv has not asked for yet stay for the next rewind."""
+    while replay:
+        yield replay.popleft()
+
+
+def _stray_close(held: list[str], delimiter: str) -> int | None:
+    """Which line of ``held`` has a quote followed by more text after the first, if one has.
+
+    csv in its lenient mode takes such a quote as closing the field that ran on and reads
+    on; spanning lines, it is the opening quote of a later field that ended a quote left
+    open rows before. The lines after the first are read from inside the field that ran
+    on (the quote put before them); the first line's own quotes are read leniently, as on
+    any row.
+    """
+    strict = csv.reader(['"' + held[1], *held[2:]], delimiter=delimiter, strict=True)
+    try:
+        for _ in strict:
+            pass
+    except csv.Error:
+        return strict.line_num
+    return None
+
+
+def _as_written(line: str, delimiter: str) -> list[str]:
+    """One physical line cut at each delimiter, quotes left as they are.
+
+    Where a quote was meant to close is anyone's guess; these fields joined with the
+    delimiter give the line back, for whoever fixes it from the rejects file.
+    """
+    return line.rstrip("\r\n").split(delimiter)
 
 
 _ESCAPED = re.compile("[\udc80-\udcff]")
