@@ -84,7 +84,9 @@ def _range_keys(options: ExportOptions, snapshot: str | None,
 def _range_text(options: ExportOptions, snapshot: str | None, keys: Sequence[str],
                 ids: tuple[int, int]) -> tuple[str, int]:
     with _reading(snapshot) as (store, conn):
-        rows = conn.execute(export_query(store, options, ids)).all()
+        # The driver's own tuples: the columns need no conversion, and building
+        # SQLAlchemy rows cost 6% of the range's instructions (callgrind).
+        rows = conn.execute(export_query(store, options, ids)).cursor.fetchall()
     lines = CsvLines(6 + (1 if options.attributes_json else len(keys)))
     lines.add_rows(rows, RowText(keys, options.attributes_json, partial(list_names, store)))
     return lines.text(), len(rows)
