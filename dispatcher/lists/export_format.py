@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from json.scanner import make_scanner
 from typing import Any
 
 from dispatcher.errors import StoreError
@@ -57,7 +58,9 @@ def _float_text(text: str) -> str:
 # row cost a fifth as much again (the stored JSON, json.dumps or jsonb text, never
 # has any), and raw_decode's Python frame around the scanner another 3%. It raises
 # StopIteration, not ValueError, where the text is not JSON.
-_scan_as_text = json.JSONDecoder(parse_int=_int_text, parse_float=_float_text).scan_once
+_AS_TEXT_DECODER = json.JSONDecoder(parse_int=_int_text, parse_float=_float_text)
+# typeshed asks for a scanner as the context; json itself passes its decoder.
+_scan_as_text = make_scanner(_AS_TEXT_DECODER)  # type: ignore[arg-type]
 _AS_TEXT = {True: "true", False: "false", None: ""}.get
 
 
