@@ -1,26 +1,64 @@
-"""The ``dispatcher`` command: global options, then every module of :mod:`dispatcher.commands`."""
+"""The ``dispatcher`` command: global options, then the commands :mod:`.commands` lists."""
 
 from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
+from typer.core import MarkupMode, TyperCommand, TyperGroup
 
 from dispatcher import commands
+from dispatcher.commands import COMMANDS
 from dispatcher.commands.common import EXIT_ERROR, EXIT_INTERRUPTED, State, errors
 from dispatcher.errors import DispatcherError
+
+if TYPE_CHECKING:
+    # Typer 0.27+ carries its own copy of Click; only the annotations name its types.
+    from typer._click import Command, Context
+
+
+class LazyCommands(TyperGroup):
+    """The commands of :data:`COMMANDS`; each imports its modules only when it runs.
+
+    Importing every module to list the commands cost about a second at every start
+    (the daemon's APScheduler, the web server's Starlette and uvicorn, the renderer's
+    MJML and Jinja2, the SMTP libraries), whichever command was run.
+    """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        # Stand-ins carry what `dispatcher --help` lists; resolve_command swaps in the real one.
+        self.commands.update({name: TyperCommand(name, help=entry.help)
+                              for name, entry in COMMANDS.items()})
+        self.unloaded = set(COMMANDS)
+
+    def resolve_command(self, ctx: Context, args: list[str]
+                        ) -> tuple[str | None, Command | None, list[str]]:
+        if args and args[0] in self.unloaded:
+            self.commands[args[0]] = load_command(args[0], self.rich_markup_mode)
+            self.unloaded.discard(args[0])
+        return super().resolve_command(ctx, args)
+
+
+def load_command(name: str, markup: MarkupMode = "rich") -> Command:
+    """The command ``name`` as its modules' ``register`` define it."""
+    registry = typer.Typer(rich_markup_mode=markup)
+    for module in COMMANDS[name].modules:
+        importlib.import_module(f"{commands.__name__}.{module}").register(registry)
+    return typer.main.get_group(registry).commands[name]
+
 
 app = typer.Typer(
     name="dispatcher",
     help="Bulk newsletter dispatcher: import lists, check and send campaigns, watch them.",
+    cls=LazyCommands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -40,17 +78,6 @@ def _options(
     st = State(workspace_dir=workspace, database=database)
     ctx.obj = st
     ctx.call_on_close(st.close)
-
-
-def _register_all() -> None:
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name == "common":
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(app)
-
-
-_register_all()
 
 
 def main() -> None:
