@@ -1,4 +1,5 @@
-"""``dispatcher campaign pause|resume|cancel|retry-failed`` and ``dispatcher worker``."""
+"""``dispatcher send`` to a relay that is down, ``dispatcher campaign
+pause|resume|cancel|retry-failed`` and ``dispatcher worker``."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ def states() -> Counter[str]:
             return Counter(conn.execute(sa.select(_delivery.c.state)).scalars())
     finally:
         store.close()
+
+
+def test_send_to_a_closed_port_says_why_nothing_was_delivered(imported: Path) -> None:
+    port = down_port()
+    output = invoke("send", "campaigns/weekly.yaml", "--relay", f"smtp://127.0.0.1:{port}",
+                    code=3)
+    counts = states()
+    assert set(counts) == {"deferred"}
+    deferred = counts["deferred"]
+    # Joined, so the assertion does not depend on where the terminal width broke a line.
+    text = " ".join(output.split())
+    assert (f"{deferred} deferred: no relay could take it: 127.0.0.1:{port}: cannot connect"
+            in text), output
 
 
 def test_control_commands_and_worker(workspace: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import signal
+from collections import Counter
 from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +30,14 @@ from dispatcher.smtp.relay import CAPTURE, choose_relays, open_relays
 
 SHOWN = ("total", "sent", "deferred", "bounced", "failed", "skipped", "queued")
 AUTO_POOL = 2000
+REASONS_SHOWN = 5
+# Replies that quote a queue id or a timestamp are all different: past this many, a new
+# one is counted as "another reply" rather than kept.
+REASONS_KEPT = 10_000
+REPLY_WIDTH = 300  # some servers answer with a paragraph; the summary wants its gist
+OTHER_REPLY = "(another reply)"
+# "550 5.1.1 <ann@example.com>: user unknown" is one reason, whoever it was for.
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 def campaign_limits(campaign: Campaign) -> Limits:
@@ -43,6 +53,43 @@ def auto_render_processes(due: int) -> int:
     tiny. One is enough on the machines measured (``bench/send.py``): the relay needs a
     core too."""
     return 1 if (os.cpu_count() or 1) > 1 and due >= AUTO_POOL else 0
+
+
+class Reasons:
+    """Why this run left messages undelivered: each one's latest reply, counted.
+
+    Per delivery, not per outcome: a long run retries its deferrals, and a message
+    deferred twice and then sent is not a reason for anything.
+    """
+
+    def __init__(self) -> None:
+        self.latest: dict[int, tuple[str, str]] = {}
+        self.kept: dict[tuple[str, str], tuple[str, str]] = {}  # one copy of each reason
+
+    def add(self, outcome: Outcome) -> None:
+        delivery = outcome.claimed.delivery_id
+        # Render failures are listed with their template error already.
+        if outcome.state not in ("deferred", "bounced", "failed") or outcome.reason == "render":
+            self.latest.pop(delivery, None)
+            return
+        reply = _ADDRESS.sub("…", " ".join(outcome.reply.split()))
+        if outcome.code is not None:
+            reply = f"{outcome.code} {reply}"
+        if len(reply) > REPLY_WIDTH:
+            reply = reply[:REPLY_WIDTH - 1] + "…"
+        key = (outcome.state, reply or "(no reply)")
+        if key not in self.kept and len(self.kept) >= REASONS_KEPT:
+            key = (outcome.state, OTHER_REPLY)
+        self.latest[delivery] = self.kept.setdefault(key, key)
+
+    def lines(self) -> list[str]:
+        """The most common reasons, "300 deferred: <reply>", most frequent first."""
+        counts = Counter(self.latest.values())
+        top = counts.most_common(REASONS_SHOWN)
+        lines = [f"{n} {state}: {reply}" for (state, reply), n in top]
+        if rest := len(self.latest) - sum(n for _, n in top):
+            lines.append(f"{rest} more with other replies")
+        return lines
 
 
 def send(
@@ -91,8 +138,10 @@ def send(
     with open_relays(choices, ws.outbox) as urls, Progress(*columns, console=console) as bar:
         task = bar.add_task(escape(f"sending {campaign.name}"), total=due)
         unshown = 0
+        reasons = Reasons()
 
         def advance(outcome: Outcome) -> None:
+            reasons.add(outcome)
             # The bar redraws ten times a second: telling it about every message is wasted.
             nonlocal unshown
             unshown += 1
@@ -115,6 +164,10 @@ def send(
         table.add_column(key, justify="right")
     table.add_row(*(str(counts[k]) for k in SHOWN))
     console.print(table)
+    if lines := reasons.lines():
+        console.print("not delivered in this run, most common reasons first:")
+        for line in lines:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
     if summary.stopped:
         console.print(f"campaign is {summary.stopped}; unsent messages stay queued")
     if interrupted.is_set():
