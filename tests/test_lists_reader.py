@@ -314,3 +314,31 @@ def test_row_attributes_as_json_are_what_json_dumps_writes(table: list[list[str]
     # Typed JSON values (dicts, lists) are never one object shared by two rows.
     shared = [id(v) for a in seen for v in a.values() if isinstance(v, dict | list)]
     assert len(shared) == len(set(shared))
+
+
+def test_a_quote_inside_a_header_name_is_text(tmp_path: Path) -> None:
+    path = tmp_path / "sizes.csv"
+    path.write_text('email,5" size,name\na@example.com,S,Ann\n', encoding="utf-8")
+    with open_rows(path) as stream:
+        assert stream.header == ["email", '5" size', "name"]
+        assert [(r.line, r.values) for r in stream.rows] == [(2, ["a@example.com", "S", "Ann"])]
+
+
+def test_a_header_name_quoted_over_two_lines_is_one_header(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text('email,"first\nname"\na@example.com,Ann\n', encoding="utf-8")
+    with open_rows(path) as stream:
+        assert stream.header == ["email", "first\nname"]
+        assert [(r.line, r.values) for r in stream.rows] == [(3, ["a@example.com", "Ann"])]
+
+
+@pytest.mark.parametrize(("rows", "within"), [(2, 3), (40, 5)])
+def test_a_quote_left_open_in_the_header_is_an_error_not_a_swallowed_file(
+        tmp_path: Path, rows: int, within: int) -> None:
+    path = tmp_path / "open.csv"
+    path.write_text('email,"name\n' + "".join(f"u{i}@example.com,U{i}\n" for i in range(rows)),
+                    encoding="utf-8")
+    with pytest.raises(ListFileError, match=f"header opens a quote that is not closed within "
+                                            f"{within} line") as caught:
+        open_rows(path)
+    assert caught.value.line == 1 and caught.value.path == str(path)

@@ -34,6 +34,8 @@ FIELD_LIMIT = 1 << 20
 # FIELD_LIMIT bounds a quote over long lines. Being generous costs little: a quote left
 # open is mostly caught at the next quote it meets (_stray_close) or at the end of the file.
 QUOTED_LINES = 1000
+# A header's quoted column name may run over a line break or two, never over this many.
+HEADER_LINES = 5
 # Bytes cp1252 leaves undefined: a file that has them is Latin-1.
 _CP1252_HOLES = frozenset(b"\x81\x8d\x8f\x90\x9d")
 
@@ -121,14 +123,36 @@ def sniff_delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _first_line(text: io.TextIOBase) -> str:
-    line = text.readline()
-    while line.count('"') % 2 and len(line) < SAMPLE:
-        more = text.readline()
-        if not more:
-            break
-        line += more
-    return line
+def _header(first: str, text: io.TextIOBase, delimiter: str, path: Path) -> tuple[list[str], int]:
+    """The column names and how many physical lines they take (``first`` and more).
+
+    csv itself finds where the header ends: a quote inside an unquoted name
+    (``5" size``) is text, not the start of a quoted field. A quoted name still
+    open ``HEADER_LINES`` lines on, or at the end of the file, is a quote left open:
+    read on, it would swallow the rows below it into the header.
+    """
+    open_quote = False
+
+    def lines() -> Iterator[str]:
+        nonlocal open_quote
+        yield first
+        for _ in range(HEADER_LINES - 1):
+            line = text.readline()
+            if not line:
+                break
+            yield line
+        open_quote = True  # only asked for when a quoted field runs on
+
+    reader = csv.reader(lines(), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except (csv.Error, StopIteration) as exc:
+        raise ListFileError(f"cannot parse the header: {exc}", path=str(path), line=1) from exc
+    if open_quote:
+        raise ListFileError(f"the header opens a quote that is not closed within "
+                            f"{reader.line_num} line(s); a header is one line of column names",
+                            path=str(path), line=1)
+    return header, reader.line_num
 
 
 def _recover(values: list[str]) -> list[str]:
@@ -169,7 +193,7 @@ def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
         # surrogates and that row is re-read as cp1252 (and reported).
         errors = "surrogateescape" if encoding.startswith("utf-8") else "strict"
         text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline="")
-        first = _first_line(text)
+        first = text.readline()
     except (UnicodeDecodeError, OSError) as exc:
         raw.close()
         raise ListFileError(f"cannot decode the file as {encoding}: {exc}", path=str(path)) from exc
@@ -181,12 +205,15 @@ def open_rows(path: Path, delimiter: str | None = None) -> RowStream:
         raise ListFileError("the file is empty (no header line)", path=str(path), line=1)
     sniffed = Sniffed(encoding, delimiter or sniff_delimiter(first), bom, fallback)
     try:
-        header = next(csv.reader([first], delimiter=sniffed.delimiter))
-    except (csv.Error, StopIteration) as exc:
+        header, header_lines = _header(first, text, sniffed.delimiter, path)
+    except (UnicodeDecodeError, OSError) as exc:
         raw.close()
-        raise ListFileError(f"cannot parse the header: {exc}", path=str(path), line=1) from exc
+        raise ListFileError(f"cannot decode the file as {encoding}: {exc}", path=str(path)) from exc
+    except ListFileError:
+        raw.close()
+        raise
     stream = RowStream(path, sniffed, [h.strip() for h in header], iter(()), raw=raw)
-    stream.rows = _iter_rows(text, first.count("\n") or 1, sniffed.delimiter, stream)
+    stream.rows = _iter_rows(text, header_lines, sniffed.delimiter, stream)
     return stream
 
 
