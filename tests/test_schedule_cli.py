@@ -19,9 +19,9 @@ from dispatcher.errors import DispatcherError
 from dispatcher.scheduler import jobs
 from dispatcher.scheduler.cron import cron_trigger
 from dispatcher.scheduler.daemon import Daemon
-from dispatcher.scheduler.records import campaign_t
 from dispatcher.scheduler.service import build_scheduler, sync_cron
 from dispatcher.store import Store
+from dispatcher.store.tables import campaign_t
 
 runner = CliRunner()
 NAME = "weekly-2026-48"

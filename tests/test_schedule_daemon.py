@@ -27,15 +27,17 @@ from dispatcher.core.schedule import SchedulerConfig, WarmupConfig
 from dispatcher.delivery import enqueue, prepare_campaign
 from dispatcher.scheduler import records
 from dispatcher.scheduler.daemon import Daemon
-from dispatcher.scheduler.records import campaign_t, delivery_t, event_t
 from dispatcher.store import Store
-from dispatcher.store.models import MailingList, Membership, Subscriber
+from dispatcher.store.tables import (
+    campaign_t,
+    delivery_t,
+    event_t,
+    mailing_list_t,
+    membership_t,
+    subscriber_t,
+)
 from tests.support.relay import RecordingHandler, RecordingRelay
 from tests.test_schedule_cron import finishes
-
-lists_t = MailingList.__table__  # type: ignore[attr-defined]
-membership_t = Membership.__table__  # type: ignore[attr-defined]
-subscriber_t = Subscriber.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -56,8 +58,8 @@ def db(workspace: Path, store_url: str) -> Iterator[Store]:
 def add_subscribers(store: Store, people: list[tuple[str, str | None]]) -> None:
     """Subscribers of list ``weekly``: (email, timezone attribute or None)."""
     with store.engine.begin() as conn:
-        list_id = conn.execute(sa.insert(lists_t).values(name="weekly", description="")
-                               .returning(lists_t.c.id)).scalar_one()
+        list_id = conn.execute(sa.insert(mailing_list_t).values(name="weekly", description="")
+                               .returning(mailing_list_t.c.id)).scalar_one()
         for email, tz in people:
             attrs: dict[str, Any] = {"first_name": email.split("@")[0].title(), "city": "Graz",
                                      "plan": "free", "signup_date": "2024-01-01"}

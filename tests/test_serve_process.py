@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from dispatcher.cli import app
-from dispatcher.scheduler.records import campaign_t, delivery_t, event_t
 from dispatcher.store import Store
 from dispatcher.store.database import create_engine
+from dispatcher.store.tables import campaign_t, delivery_t, event_t
 from tests.conftest import PG_URL, REPO
 from tests.support.relay import RecordingRelay
 from tests.test_schedule_daemon import start_slow_relay

@@ -26,22 +26,19 @@ from dispatcher.delivery.queue import OPEN_STATES
 from dispatcher.render import Renderer
 from dispatcher.smtp.relay import choose_relays, open_relays
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Delivery
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
-_delivery = Delivery.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import campaign_t, delivery_t
 
 
 def due_campaigns(store: Store, now: datetime) -> list[tuple[int, str, dict[str, object]]]:
     """Running campaigns with a delivery to try now (or a claim whose lease ran out)."""
     due = sa.exists().where(
-        _delivery.c.campaign_id == _campaign.c.id, _delivery.c.state.in_(OPEN_STATES),
-        sa.or_(_delivery.c.next_attempt_at.is_(None), _delivery.c.next_attempt_at <= now),
-        sa.or_(_delivery.c.state != "claimed", _delivery.c.lease_expires_at < now))
+        delivery_t.c.campaign_id == campaign_t.c.id, delivery_t.c.state.in_(OPEN_STATES),
+        sa.or_(delivery_t.c.next_attempt_at.is_(None), delivery_t.c.next_attempt_at <= now),
+        sa.or_(delivery_t.c.state != "claimed", delivery_t.c.lease_expires_at < now))
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(_campaign.c.id, _campaign.c.name, _campaign.c.definition)
-                            .where(_campaign.c.status == "running", due)
-                            .order_by(_campaign.c.id)).all()
+        rows = conn.execute(sa.select(campaign_t.c.id, campaign_t.c.name, campaign_t.c.definition)
+                            .where(campaign_t.c.status == "running", due)
+                            .order_by(campaign_t.c.id)).all()
     return [(int(r.id), str(r.name), dict(r.definition)) for r in rows]
 
 

@@ -18,13 +18,11 @@ import sqlalchemy as sa
 from dispatcher.delivery.control import retry_failed, set_status
 from dispatcher.errors import DispatcherError
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign
+from dispatcher.store.tables import campaign_t
 
 Action = Literal["pause", "resume", "cancel", "retry_failed", "schedule", "unschedule"]
 ACTIONS: tuple[Action, ...] = ("pause", "resume", "cancel", "retry_failed", "schedule",
                                "unschedule")
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
 
 # action -> (states it may start from, the state it leaves the campaign in)
 _MOVES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -42,9 +40,9 @@ class ActionResult:
 def apply(store: Store, campaign_id: int, action: Action, now: datetime) -> ActionResult:
     """Carry out ``action`` on the campaign; the result says what happened, or why not."""
     with store.engine.connect() as conn:
-        row = conn.execute(sa.select(_campaign.c.name, _campaign.c.status,
-                                     _campaign.c.scheduled_at, _campaign.c.definition)
-                           .where(_campaign.c.id == campaign_id)).first()
+        row = conn.execute(sa.select(campaign_t.c.name, campaign_t.c.status,
+                                     campaign_t.c.scheduled_at, campaign_t.c.definition)
+                           .where(campaign_t.c.id == campaign_id)).first()
     if row is None:
         return ActionResult(False, f"no campaign with id {campaign_id}")
     if action == "retry_failed":
@@ -71,8 +69,8 @@ def apply(store: Store, campaign_id: int, action: Action, now: datetime) -> Acti
             return ActionResult(False, f"{row.name} has no schedule time (schedule.at)")
         values["scheduled_at"] = at
     with store.engine.begin() as conn:
-        done = conn.execute(_campaign.update().where(
-            _campaign.c.id == campaign_id, _campaign.c.status.in_(allowed)).values(**values))
+        done = conn.execute(campaign_t.update().where(
+            campaign_t.c.id == campaign_id, campaign_t.c.status.in_(allowed)).values(**values))
     if not done.rowcount:
         return ActionResult(False, f"{row.name} changed meanwhile: not {target}")
     return ActionResult(True, f"{row.name} is now {target}")

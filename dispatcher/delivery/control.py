@@ -12,11 +12,8 @@ import sqlalchemy as sa
 
 from dispatcher.errors import DeliveryError, NotFoundError
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Delivery, Event, utcnow
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
-_delivery = Delivery.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
+from dispatcher.store.models import utcnow
+from dispatcher.store.tables import campaign_t, delivery_t
 
 _ALLOWED = {
     "pause": ("running", "scheduled"),
@@ -26,8 +23,8 @@ _ALLOWED = {
 
 
 def _campaign_id(conn: sa.Connection, name: str) -> tuple[int, str]:
-    row = conn.execute(sa.select(_campaign.c.id, _campaign.c.status)
-                       .where(_campaign.c.name == name)).first()
+    row = conn.execute(sa.select(campaign_t.c.id, campaign_t.c.status)
+                       .where(campaign_t.c.name == name)).first()
     if row is None:
         raise NotFoundError(f"no campaign named {name!r} in the store")
     return int(row.id), str(row.status)
@@ -41,12 +38,12 @@ def set_status(store: Store, name: str, action: str) -> str:
         cid, status = _campaign_id(conn, name)
         if status not in _ALLOWED[action]:
             raise DeliveryError(f"campaign {name!r} is {status}; cannot {action} it")
-        conn.execute(_campaign.update().where(_campaign.c.id == cid)
+        conn.execute(campaign_t.update().where(campaign_t.c.id == cid)
                      .values(status=new, updated_at=now))
         if action == "cancel":
             # Claimed rows are skipped by their worker, which sees the status at its next claim.
-            conn.execute(_delivery.update().where(
-                _delivery.c.campaign_id == cid, _delivery.c.state.in_(("queued", "deferred"))
+            conn.execute(delivery_t.update().where(
+                delivery_t.c.campaign_id == cid, delivery_t.c.state.in_(("queued", "deferred"))
             ).values(state="skipped", last_reply="not sent: campaign cancelled", updated_at=now))
     return new
 
@@ -58,11 +55,11 @@ def retry_failed(store: Store, name: str) -> int:
         cid, status = _campaign_id(conn, name)
         if status == "cancelled":
             raise DeliveryError(f"campaign {name!r} is cancelled; nothing is retried")
-        count = conn.execute(_delivery.update().where(
-            _delivery.c.campaign_id == cid, _delivery.c.state == "failed"
+        count = conn.execute(delivery_t.update().where(
+            delivery_t.c.campaign_id == cid, delivery_t.c.state == "failed"
         ).values(state="queued", next_attempt_at=None, first_attempt_at=None,
                  lease_owner=None, lease_expires_at=None, updated_at=now)).rowcount or 0
         if count:
-            conn.execute(_campaign.update().where(_campaign.c.id == cid).values(
+            conn.execute(campaign_t.update().where(campaign_t.c.id == cid).values(
                 status="running", finished_at=None, updated_at=now))
     return int(count)

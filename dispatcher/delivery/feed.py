@@ -30,9 +30,8 @@ from dispatcher.delivery.render_pool import Rendered, RenderPool, render_chunk
 from dispatcher.delivery.run import Job, Run
 from dispatcher.render import Recipient
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign
+from dispatcher.store.tables import campaign_t
 
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
 _LOCAL_CHUNK = 16  # ~1 ms of rendering between the sessions' turns
 _POOL_CHUNK = 32
 _IDLE = 0.1  # seconds between looks when nothing wakes the feed (a stop request)
@@ -40,8 +39,8 @@ _IDLE = 0.1  # seconds between looks when nothing wakes the feed (a stop request
 
 def campaign_status(store: Store, campaign_id: int) -> str:
     with store.engine.connect() as conn:
-        return str(conn.execute(sa.select(_campaign.c.status)
-                                .where(_campaign.c.id == campaign_id)).scalar() or "")
+        return str(conn.execute(sa.select(campaign_t.c.status)
+                                .where(campaign_t.c.id == campaign_id)).scalar() or "")
 
 
 def _alive(pid: int) -> bool:

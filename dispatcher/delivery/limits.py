@@ -25,10 +25,9 @@ from sqlalchemy.engine import Connection
 
 from dispatcher.core.rates import Reservation, Throttle, grantable, window_start
 from dispatcher.store.database import Store
-from dispatcher.store.models import RateCounter
 from dispatcher.store.rate_tables import rate_slot
+from dispatcher.store.tables import rate_counter_t
 
-_counter = RateCounter.__table__  # type: ignore[attr-defined]
 _KEEP = timedelta(days=2)
 
 
@@ -102,9 +101,10 @@ class SharedLimits:
                 conn.rollback()
             with self.store.engine.connect() as conn:
                 counts = {str(w): int(c) for w, c in conn.execute(
-                    sa.select(_counter.c.window, _counter.c.count).where(
-                        _counter.c.key == key,
-                        sa.or_(*(sa.and_(_counter.c.window == w, _counter.c.started_at == s)
+                    sa.select(rate_counter_t.c.window, rate_counter_t.c.count).where(
+                        rate_counter_t.c.key == key,
+                        sa.or_(*(sa.and_(rate_counter_t.c.window == w,
+                                         rate_counter_t.c.started_at == s)
                                  for w, s in starts.items()))))}
             wanted = grantable(counts, windows, wanted)
             if wanted == 0:
@@ -114,25 +114,25 @@ class SharedLimits:
     def _ensure(self, conn: Connection, key: str, starts: dict[str, datetime],
                 now: datetime) -> None:
         for window, start in starts.items():
-            added = conn.execute(self._insert(_counter).values(
+            added = conn.execute(self._insert(rate_counter_t).values(
                 key=key, window=window, started_at=start, count=0
             ).on_conflict_do_nothing(index_elements=["key", "window", "started_at"])
                 .execution_options(preserve_rowcount=True))
             if added.rowcount > 0:
                 # A new window began: old ones of this key are history.
-                conn.execute(_counter.delete().where(
-                    _counter.c.key == key, _counter.c.window == window,
-                    _counter.c.started_at < now - _KEEP))
+                conn.execute(rate_counter_t.delete().where(
+                    rate_counter_t.c.key == key, rate_counter_t.c.window == window,
+                    rate_counter_t.c.started_at < now - _KEEP))
 
     @staticmethod
     def _add(conn: Connection, key: str, starts: dict[str, datetime], windows: dict[str, int],
              count: int) -> bool:
         for window, start in starts.items():
-            done = conn.execute(_counter.update().where(
-                _counter.c.key == key, _counter.c.window == window,
-                _counter.c.started_at == start,
-                _counter.c.count + count <= windows[window],
-            ).values(count=_counter.c.count + count))
+            done = conn.execute(rate_counter_t.update().where(
+                rate_counter_t.c.key == key, rate_counter_t.c.window == window,
+                rate_counter_t.c.started_at == start,
+                rate_counter_t.c.count + count <= windows[window],
+            ).values(count=rate_counter_t.c.count + count))
             if not done.rowcount:
                 return False
         return True
@@ -144,15 +144,15 @@ class SharedLimits:
         now = datetime.fromtimestamp(self.clock(), UTC)
         with self.store.engine.begin() as conn:
             for window in windows:
-                conn.execute(_counter.update().where(
-                    _counter.c.key == key, _counter.c.window == window,
-                    _counter.c.started_at == window_start(now, window),
-                    _counter.c.count >= count).values(count=_counter.c.count - count))
+                conn.execute(rate_counter_t.update().where(
+                    rate_counter_t.c.key == key, rate_counter_t.c.window == window,
+                    rate_counter_t.c.started_at == window_start(now, window),
+                    rate_counter_t.c.count >= count).values(count=rate_counter_t.c.count - count))
 
     def used(self, key: str, window: str, now: datetime | None = None) -> int:
         now = now or datetime.fromtimestamp(self.clock(), UTC)
         with self.store.engine.connect() as conn:
-            value = conn.execute(sa.select(_counter.c.count).where(
-                _counter.c.key == key, _counter.c.window == window,
-                _counter.c.started_at == window_start(now, window))).scalar()
+            value = conn.execute(sa.select(rate_counter_t.c.count).where(
+                rate_counter_t.c.key == key, rate_counter_t.c.window == window,
+                rate_counter_t.c.started_at == window_start(now, window))).scalar()
         return int(value or 0)

@@ -22,14 +22,9 @@ from dispatcher.core.campaign import Campaign as CampaignDefinition
 from dispatcher.delivery import queue_sql
 from dispatcher.store.audience import audience_query
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Delivery, Event, Subscriber, Suppression, utcnow
+from dispatcher.store.models import utcnow
 from dispatcher.store.subscribers import suppression_hash
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
-_delivery = Delivery.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
-_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
-_suppression = Suppression.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import campaign_t, delivery_t, event_t
 
 OPEN_STATES = ("queued", "claimed", "deferred")
 
@@ -40,15 +35,15 @@ def prepare_campaign(store: Store, definition: CampaignDefinition, *, source_pat
     now = utcnow()
     data = definition.model_dump(mode="json", by_alias=True)
     with store.engine.begin() as conn:
-        row = conn.execute(sa.select(_campaign.c.id, _campaign.c.status)
-                           .where(_campaign.c.name == definition.name)).first()
+        row = conn.execute(sa.select(campaign_t.c.id, campaign_t.c.status)
+                           .where(campaign_t.c.name == definition.name)).first()
         if row is None:
-            inserted = conn.execute(_campaign.insert().values(
+            inserted = conn.execute(campaign_t.insert().values(
                 name=definition.name, source_path=source_path, definition=data,
                 status="running", relay=relay, started_at=now, created_at=now, updated_at=now,
-            ).returning(_campaign.c.id))
+            ).returning(campaign_t.c.id))
             return int(inserted.scalar_one())
-        conn.execute(_campaign.update().where(_campaign.c.id == row.id).values(
+        conn.execute(campaign_t.update().where(campaign_t.c.id == row.id).values(
             definition=data, relay=relay, source_path=source_path, updated_at=now,
             status="running" if row.status not in ("cancelled",) else row.status))
         return int(row.id)
@@ -64,10 +59,10 @@ def enqueue(store: Store, campaign_id: int, definition: CampaignDefinition, *,
     now = utcnow()
     select = sa.select(
         sa.literal(campaign_id), members.c.id, sa.func.lower(domain),
-        sa.literal("queued"), sa.literal(0), sa.literal(now, type_=_delivery.c.updated_at.type),
+        sa.literal("queued"), sa.literal(0), sa.literal(now, type_=delivery_t.c.updated_at.type),
         sa.literal("", type_=sa.String),
     ).where(sa.true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
-    insert = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(_delivery)
+    insert = (postgresql.insert if store.dialect == "postgresql" else sqlite.insert)(delivery_t)
     statement = insert.from_select(
         ["campaign_id", "subscriber_id", "domain", "state", "attempts", "updated_at", "variant"],
         select,
@@ -81,9 +76,9 @@ def enqueue(store: Store, campaign_id: int, definition: CampaignDefinition, *,
 def drop_if_empty(store: Store, campaign_id: int) -> None:
     """Forget a campaign row that never got a delivery: its first send stopped on an error."""
     with store.engine.begin() as conn:
-        conn.execute(_campaign.delete().where(
-            _campaign.c.id == campaign_id,
-            ~sa.exists().where(_delivery.c.campaign_id == campaign_id)))
+        conn.execute(campaign_t.delete().where(
+            campaign_t.c.id == campaign_id,
+            ~sa.exists().where(delivery_t.c.campaign_id == campaign_id)))
 
 @dataclass(frozen=True)
 class Claimed:
@@ -114,12 +109,12 @@ def claim(store: Store, campaign_id: int, *, owner: str, limit: int, lease: time
         suppressed = queue_sql.suppressed(conn, list(hashes.values()))
         skip = [r for r in rows if r.status != "active" or hashes[r.id] in suppressed]
         if skip:
-            conn.execute(_delivery.update().where(_delivery.c.id.in_([r.id for r in skip]))
+            conn.execute(delivery_t.update().where(delivery_t.c.id.in_([r.id for r in skip]))
                          .values(state="skipped", lease_owner=None, lease_expires_at=None,
-                                 last_reply=sa.case(*((_delivery.c.id == r.id, _skip_reason(r))
+                                 last_reply=sa.case(*((delivery_t.c.id == r.id, _skip_reason(r))
                                                       for r in skip)),
                                  updated_at=now))
-            conn.execute(_event.insert(), [{
+            conn.execute(event_t.insert(), [{
                 "at": now, "kind": "skipped", "campaign_id": campaign_id,
                 "subscriber_id": r.subscriber_id, "delivery_id": r.id, "code": None,
                 "status": None, "reason": "suppressed", "source": "smtp",
@@ -131,7 +126,7 @@ def claim(store: Store, campaign_id: int, *, owner: str, limit: int, lease: time
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
-    d = _delivery.c
+    d = delivery_t.c
     return sa.or_(
         sa.and_(d.state.in_(("queued", "deferred")),
                 sa.or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)),
@@ -149,7 +144,7 @@ def _picks(campaign_id: int, now: datetime, pg: bool) -> list[sa.Select[Any]]:
     where the index ends in the rowid; PostgreSQL would sort every fresh row
     for it, so there the index's order stands).
     """
-    d = _delivery.c
+    d = delivery_t.c
     mine = d.campaign_id == campaign_id
     fresh = sa.select(d.id).where(mine, d.state == "queued", d.next_attempt_at.is_(None))
     return [
@@ -177,10 +172,10 @@ def _lease(conn: Connection, campaign_id: int, *, owner: str, limit: int, lease:
         # Still due is checked again as the rows are written: SQLite has no row locks, so
         # another worker may have leased some of them since we looked.
         taken = conn.execute(
-            _delivery.update().where(_delivery.c.id.in_(ids), _due(now))
+            delivery_t.update().where(delivery_t.c.id.in_(ids), _due(now))
             .values(state="claimed", lease_owner=owner, lease_expires_at=now + lease,
                     updated_at=now)
-            .returning(_delivery.c.id)).scalars().all()
+            .returning(delivery_t.c.id)).scalars().all()
         if taken:
             return sorted(taken)
 
@@ -196,8 +191,8 @@ def release(store: Store, delivery_ids: Sequence[int], *, now: datetime) -> None
     if not delivery_ids:
         return
     with store.engine.begin() as conn:
-        conn.execute(_delivery.update().where(_delivery.c.id.in_(list(delivery_ids)),
-                                              _delivery.c.state == "claimed")
+        conn.execute(delivery_t.update().where(delivery_t.c.id.in_(list(delivery_ids)),
+                                               delivery_t.c.state == "claimed")
                      .values(state="queued", lease_owner=None, lease_expires_at=None,
                              updated_at=now))
 
@@ -207,16 +202,16 @@ def release_dead(store: Store, campaign_id: int, *, host: str, alive: Callable[[
     """Requeue at once the claims of processes on ``host`` that no longer run (kill -9)."""
     with store.engine.begin() as conn:
         owners = [o for (o,) in conn.execute(
-            sa.select(_delivery.c.lease_owner).distinct().where(
-                _delivery.c.campaign_id == campaign_id, _delivery.c.state == "claimed",
-                _delivery.c.lease_owner.like(f"{host}:%")))]
+            sa.select(delivery_t.c.lease_owner).distinct().where(
+                delivery_t.c.campaign_id == campaign_id, delivery_t.c.state == "claimed",
+                delivery_t.c.lease_owner.like(f"{host}:%")))]
         dead = [o for o in owners if o and o.rsplit(":", 1)[1].isdigit()
                 and not alive(int(o.rsplit(":", 1)[1]))]
         if not dead:
             return 0
-        result = conn.execute(_delivery.update().where(
-            _delivery.c.campaign_id == campaign_id, _delivery.c.state == "claimed",
-            _delivery.c.lease_owner.in_(dead)).values(
+        result = conn.execute(delivery_t.update().where(
+            delivery_t.c.campaign_id == campaign_id, delivery_t.c.state == "claimed",
+            delivery_t.c.lease_owner.in_(dead)).values(
             state="queued", lease_owner=None, lease_expires_at=None, updated_at=now))
         return int(result.rowcount or 0)
 
@@ -253,14 +248,14 @@ def record(store: Store, campaign_id: int, outcomes: Sequence[Outcome], *, relay
 def finish_if_done(store: Store, campaign_id: int) -> bool:
     """Mark the campaign finished when no delivery is left to try; True if it is."""
     with store.engine.begin() as conn:
-        left = conn.execute(sa.select(sa.func.count()).select_from(_delivery).where(
-            _delivery.c.campaign_id == campaign_id,
-            _delivery.c.state.in_(OPEN_STATES))).scalar_one()
+        left = conn.execute(sa.select(sa.func.count()).select_from(delivery_t).where(
+            delivery_t.c.campaign_id == campaign_id,
+            delivery_t.c.state.in_(OPEN_STATES))).scalar_one()
         if left:
             return False
         now = utcnow()
-        conn.execute(_campaign.update().where(_campaign.c.id == campaign_id,
-                                              _campaign.c.status == "running")
+        conn.execute(campaign_t.update().where(campaign_t.c.id == campaign_id,
+                                               campaign_t.c.status == "running")
                      .values(status="finished", finished_at=now, updated_at=now))
         return True
 
@@ -272,18 +267,18 @@ COUNT_KEYS = ("total", "queued", "sent", "deferred", "bounced", "failed", "skipp
 def campaign_counts(store: Store, campaign_id: int | None = None) -> list[dict[str, Any]]:
     """Per campaign (or the one given): name, status and delivery counts by state (plus
     unsubscribes, complaints)."""
-    by_state = (sa.select(_delivery.c.campaign_id, _delivery.c.state, sa.func.count())
-                .group_by(_delivery.c.campaign_id, _delivery.c.state))
-    by_event = (sa.select(_event.c.campaign_id, _event.c.kind, sa.func.count())
-                .where(_event.c.kind.in_(("unsubscribed", "complained")))
-                .group_by(_event.c.campaign_id, _event.c.kind))
-    campaigns_query = sa.select(_campaign.c.id, _campaign.c.name, _campaign.c.status)
+    by_state = (sa.select(delivery_t.c.campaign_id, delivery_t.c.state, sa.func.count())
+                .group_by(delivery_t.c.campaign_id, delivery_t.c.state))
+    by_event = (sa.select(event_t.c.campaign_id, event_t.c.kind, sa.func.count())
+                .where(event_t.c.kind.in_(("unsubscribed", "complained")))
+                .group_by(event_t.c.campaign_id, event_t.c.kind))
+    campaigns_query = sa.select(campaign_t.c.id, campaign_t.c.name, campaign_t.c.status)
     if campaign_id is not None:
-        by_state = by_state.where(_delivery.c.campaign_id == campaign_id)
-        by_event = by_event.where(_event.c.campaign_id == campaign_id)
-        campaigns_query = campaigns_query.where(_campaign.c.id == campaign_id)
+        by_state = by_state.where(delivery_t.c.campaign_id == campaign_id)
+        by_event = by_event.where(event_t.c.campaign_id == campaign_id)
+        campaigns_query = campaigns_query.where(campaign_t.c.id == campaign_id)
     with store.engine.connect() as conn:
-        campaigns = conn.execute(campaigns_query.order_by(_campaign.c.id)).all()
+        campaigns = conn.execute(campaigns_query.order_by(campaign_t.c.id)).all()
         states = conn.execute(by_state).all()
         events = conn.execute(by_event).all()
     result: dict[int, dict[str, Any]] = {

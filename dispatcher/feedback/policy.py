@@ -35,14 +35,9 @@ from dispatcher.core.bounces import Analysis
 from dispatcher.core.replies import classify_reply
 from dispatcher.store.database import Store
 from dispatcher.store.feedback_tables import feedback_seen
-from dispatcher.store.models import Delivery, Event, Membership, Subscriber, Suppression, utcnow
+from dispatcher.store.models import utcnow
 from dispatcher.store.subscribers import suppression_hash
-
-_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
-_membership = Membership.__table__  # type: ignore[attr-defined]
-_suppression = Suppression.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
-_delivery = Delivery.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import delivery_t, event_t, membership_t, subscriber_t, suppression_t
 
 SENDER_SIDE = frozenset({"blocked", "spam_detected", "auth_failure", "rate_limited", "policy",
                          "network", "system", "message_too_large"})
@@ -89,15 +84,15 @@ def _claim_key(conn: Connection, key: str | None, source: str, kind: str, now: d
 
 def _targets(conn: Connection, analysis: Analysis) -> tuple[list[_Target], list[str]]:
     if analysis.verified and analysis.subscriber_id is not None:
-        row = conn.execute(sa.select(_subscriber.c.id, _subscriber.c.email).where(
-            _subscriber.c.id == analysis.subscriber_id)).first()
+        row = conn.execute(sa.select(subscriber_t.c.id, subscriber_t.c.email).where(
+            subscriber_t.c.id == analysis.subscriber_id)).first()
         if row is not None:
             return [_Target(row.id, row.email, analysis.campaign_id)], []
     found: list[_Target] = []
     missing: list[str] = []
     for address in analysis.recipients:
-        row = conn.execute(sa.select(_subscriber.c.id, _subscriber.c.email).where(
-            sa.func.lower(_subscriber.c.email) == address.strip().lower())).first()
+        row = conn.execute(sa.select(subscriber_t.c.id, subscriber_t.c.email).where(
+            sa.func.lower(subscriber_t.c.email) == address.strip().lower())).first()
         if row is None:
             missing.append(address)
         elif all(t.subscriber_id != row.id for t in found):
@@ -122,33 +117,33 @@ def _event_row(now: datetime, kind: str, t: _Target, *, source: str, analysis: A
 
 
 def _skip_pending(conn: Connection, subscriber_id: int, now: datetime) -> int:
-    result = conn.execute(_delivery.update().where(
-        _delivery.c.subscriber_id == subscriber_id,
-        _delivery.c.state.in_(("queued", "deferred"))).values(state="skipped", updated_at=now))
+    result = conn.execute(delivery_t.update().where(
+        delivery_t.c.subscriber_id == subscriber_id,
+        delivery_t.c.state.in_(("queued", "deferred"))).values(state="skipped", updated_at=now))
     return int(result.rowcount or 0)
 
 
 def _suppress(conn: Connection, t: _Target, reason: str, status: str, now: datetime) -> None:
-    conn.execute(_subscriber.update().where(_subscriber.c.id == t.subscriber_id)
+    conn.execute(subscriber_t.update().where(subscriber_t.c.id == t.subscriber_id)
                  .values(status=status, updated_at=now))
     digest = suppression_hash(t.email)
-    if conn.execute(sa.select(_suppression.c.email_hash).where(
-            _suppression.c.email_hash == digest)).first() is None:
-        conn.execute(_suppression.insert().values(email_hash=digest, reason=reason,
-                                                  created_at=now))
+    if conn.execute(sa.select(suppression_t.c.email_hash).where(
+            suppression_t.c.email_hash == digest)).first() is None:
+        conn.execute(suppression_t.insert().values(email_hash=digest, reason=reason,
+                                                   created_at=now))
     _skip_pending(conn, t.subscriber_id, now)
 
 
 def _soft_count(conn: Connection, subscriber_id: int, policy: Policy, now: datetime) -> int:
     since = now - timedelta(days=policy.soft_days)
-    last_success = conn.execute(sa.select(sa.func.max(_event.c.at)).where(
-        _event.c.subscriber_id == subscriber_id, _event.c.kind.in_(SUCCESS_KINDS))).scalar()
+    last_success = conn.execute(sa.select(sa.func.max(event_t.c.at)).where(
+        event_t.c.subscriber_id == subscriber_id, event_t.c.kind.in_(SUCCESS_KINDS))).scalar()
     if last_success is not None and last_success > since:
         since = last_success
-    return int(conn.execute(sa.select(sa.func.count()).select_from(_event).where(
-        _event.c.subscriber_id == subscriber_id, _event.c.kind == "bounced",
-        _event.c.at >= since, _event.c.reason.is_not(None),
-        _event.c.reason.not_in(sorted(policy.uncounted_reasons))),
+    return int(conn.execute(sa.select(sa.func.count()).select_from(event_t).where(
+        event_t.c.subscriber_id == subscriber_id, event_t.c.kind == "bounced",
+        event_t.c.at >= since, event_t.c.reason.is_not(None),
+        event_t.c.reason.not_in(sorted(policy.uncounted_reasons))),
     ).scalar_one())
 
 
@@ -160,12 +155,12 @@ def _mark_delivery(conn: Connection, t: _Target, analysis: Analysis, source: str
     """
     if t.campaign_id is None or analysis.delayed:
         return
-    delivery_id = conn.execute(sa.select(_delivery.c.id).where(
-        _delivery.c.campaign_id == t.campaign_id, _delivery.c.subscriber_id == t.subscriber_id,
-        _delivery.c.state == "sent")).scalar()
+    delivery_id = conn.execute(sa.select(delivery_t.c.id).where(
+        delivery_t.c.campaign_id == t.campaign_id, delivery_t.c.subscriber_id == t.subscriber_id,
+        delivery_t.c.state == "sent")).scalar()
     if delivery_id is None:
         return
-    conn.execute(_delivery.update().where(_delivery.c.id == delivery_id).values(
+    conn.execute(delivery_t.update().where(delivery_t.c.id == delivery_id).values(
         state="bounced", last_status=analysis.status, last_code=analysis.code,
         last_reply=analysis.diagnostic[:2000], updated_at=now))
     _claim_key(conn, f"delivery:{delivery_id}", source, analysis.kind, now)
@@ -196,45 +191,45 @@ def _record_bounce(conn: Connection, t: _Target, analysis: Analysis, source: str
                    key: str | None, now: datetime, delivery_id: int | None) -> None:
     row = _event_row(now, "bounced", t, source=source, analysis=analysis, key=key)
     if delivery_id is not None:
-        done = conn.execute(_event.update().where(
-            _event.c.delivery_id == delivery_id, _event.c.kind == "bounced").values(
+        done = conn.execute(event_t.update().where(
+            event_t.c.delivery_id == delivery_id, event_t.c.kind == "bounced").values(
             reason=row["reason"], status=row["status"], data=row["data"]))
         if done.rowcount:
             return
         row["delivery_id"] = delivery_id
-    conn.execute(_event.insert(), [row])
+    conn.execute(event_t.insert(), [row])
 
 
 def _apply_one(conn: Connection, t: _Target, analysis: Analysis, source: str, key: str | None,
                policy: Policy, now: datetime, delivery_id: int | None) -> Decision:
     kind = analysis.kind
     if kind == "complaint":
-        conn.execute(_event.insert(), [_event_row(now, "complained", t, source=source,
-                                                  analysis=analysis, key=key)])
-        conn.execute(_membership.update().where(_membership.c.subscriber_id == t.subscriber_id)
+        conn.execute(event_t.insert(), [_event_row(now, "complained", t, source=source,
+                                                   analysis=analysis, key=key)])
+        conn.execute(membership_t.update().where(membership_t.c.subscriber_id == t.subscriber_id)
                      .values(status="unsubscribed"))
         _suppress(conn, t, "complained", "complained", now)
-        conn.execute(_event.insert(), [_event_row(now, "suppressed", t, source=source,
-                                                  analysis=analysis, key=key)])
+        conn.execute(event_t.insert(), [_event_row(now, "suppressed", t, source=source,
+                                                   analysis=analysis, key=key)])
         return Decision("suppressed", kind, t.email, t.subscriber_id, "complaint")
     if kind in ("autoreply", "delivered", "not_bounce"):
         if kind != "not_bounce":
-            conn.execute(_event.insert(), [_event_row(now, kind, t, source=source,
-                                                      analysis=analysis, key=key)])
+            conn.execute(event_t.insert(), [_event_row(now, kind, t, source=source,
+                                                       analysis=analysis, key=key)])
         return Decision("recorded", kind, t.email, t.subscriber_id, analysis.reason)
     _record_bounce(conn, t, analysis, source, key, now, delivery_id)
     _mark_delivery(conn, t, analysis, source, now)
     if kind == "hard":
         _suppress(conn, t, "bounced", "bounced", now)
-        conn.execute(_event.insert(), [_event_row(now, "suppressed", t, source=source,
-                                                  analysis=analysis, key=key, rule="hard")])
+        conn.execute(event_t.insert(), [_event_row(now, "suppressed", t, source=source,
+                                                   analysis=analysis, key=key, rule="hard")])
         return Decision("suppressed", kind, t.email, t.subscriber_id, analysis.reason)
     if analysis.delayed or analysis.reason in policy.uncounted_reasons:
         return Decision("recorded", kind, t.email, t.subscriber_id, analysis.reason)
     count = _soft_count(conn, t.subscriber_id, policy, now)
     if count >= policy.soft_limit:
         _suppress(conn, t, "bounced", "bounced", now)
-        conn.execute(_event.insert(), [_event_row(
+        conn.execute(event_t.insert(), [_event_row(
             now, "suppressed", t, source=source, analysis=analysis, key=key, rule="soft",
             soft_bounces=count, window_days=policy.soft_days)])
         return Decision("suppressed", kind, t.email, t.subscriber_id, analysis.reason)
@@ -251,13 +246,13 @@ def sweep_smtp_bounces(store: Store, *, policy: Policy | None = None,
     """
     now = now or utcnow()
     seen = sa.select(feedback_seen.c.key).where(
-        feedback_seen.c.key == sa.literal("delivery:") + sa.cast(_delivery.c.id, sa.String))
+        feedback_seen.c.key == sa.literal("delivery:") + sa.cast(delivery_t.c.id, sa.String))
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(
-            _delivery.c.id, _delivery.c.campaign_id, _delivery.c.subscriber_id,
-            _delivery.c.last_code, _delivery.c.last_reply, _subscriber.c.email)
-            .join(_subscriber, _subscriber.c.id == _delivery.c.subscriber_id)
-            .where(_delivery.c.state == "bounced", _delivery.c.last_code >= 500,
+            delivery_t.c.id, delivery_t.c.campaign_id, delivery_t.c.subscriber_id,
+            delivery_t.c.last_code, delivery_t.c.last_reply, subscriber_t.c.email)
+            .join(subscriber_t, subscriber_t.c.id == delivery_t.c.subscriber_id)
+            .where(delivery_t.c.state == "bounced", delivery_t.c.last_code >= 500,
                    ~sa.exists(seen))).all()
     decisions: list[Decision] = []
     for row in rows:
@@ -282,17 +277,17 @@ def unsubscribe(store: Store, subscriber_id: int, *, campaign_id: int | None, so
     now = now or utcnow()
     keep = sorted(set(keep_lists or ()))
     with store.engine.begin() as conn:
-        row = conn.execute(sa.select(_subscriber.c.id, _subscriber.c.email).where(
-            _subscriber.c.id == subscriber_id)).first()
+        row = conn.execute(sa.select(subscriber_t.c.id, subscriber_t.c.email).where(
+            subscriber_t.c.id == subscriber_id)).first()
         if row is None or not _claim_key(conn, key, source, "unsubscribed", now):
             return False
         t = _Target(row.id, row.email, campaign_id)
-        statement = _membership.update().where(_membership.c.subscriber_id == row.id)
+        statement = membership_t.update().where(membership_t.c.subscriber_id == row.id)
         if keep:
-            statement = statement.where(_membership.c.list_id.not_in(keep))
+            statement = statement.where(membership_t.c.list_id.not_in(keep))
         conn.execute(statement.values(status="unsubscribed"))
         if not keep:
             _suppress(conn, t, "unsubscribed", "unsubscribed", now)
-        conn.execute(_event.insert(), [_event_row(now, "unsubscribed", t, source=source,
-                                                  analysis=None, key=key, kept_lists=keep)])
+        conn.execute(event_t.insert(), [_event_row(now, "unsubscribed", t, source=source,
+                                                   analysis=None, key=key, kept_lists=keep)])
         return True

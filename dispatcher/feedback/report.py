@@ -9,11 +9,7 @@ import sqlalchemy as sa
 
 from dispatcher.errors import NotFoundError
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Event, Subscriber
-
-_event = Event.__table__  # type: ignore[attr-defined]
-_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import campaign_t, event_t, subscriber_t
 
 KINDS = ("bounced", "complained", "unsubscribed", "autoreply", "delivered", "suppressed")
 
@@ -32,16 +28,16 @@ class FeedbackReport:
 
 def feedback_report(store: Store, campaign: str | None = None) -> FeedbackReport:
     """Counts of feedback events; bounces split hard/soft, reasons and domains for bounces."""
-    query = (sa.select(_event.c.kind, _event.c.reason, _event.c.data, _subscriber.c.email)
-             .join(_subscriber, _subscriber.c.id == _event.c.subscriber_id, isouter=True)
-             .where(_event.c.kind.in_(KINDS)))
+    query = (sa.select(event_t.c.kind, event_t.c.reason, event_t.c.data, subscriber_t.c.email)
+             .join(subscriber_t, subscriber_t.c.id == event_t.c.subscriber_id, isouter=True)
+             .where(event_t.c.kind.in_(KINDS)))
     with store.engine.connect() as conn:
         if campaign is not None:
-            cid = conn.execute(sa.select(_campaign.c.id).where(_campaign.c.name == campaign)
+            cid = conn.execute(sa.select(campaign_t.c.id).where(campaign_t.c.name == campaign)
                                ).scalar()
             if cid is None:
                 raise NotFoundError(f"no campaign named {campaign!r}")
-            query = query.where(_event.c.campaign_id == cid)
+            query = query.where(event_t.c.campaign_id == cid)
         rows = conn.execute(query).all()
     report = FeedbackReport(campaign)
     for kind, reason, data, email in rows:

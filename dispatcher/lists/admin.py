@@ -18,22 +18,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from dispatcher.errors import ConfigError, NotFoundError
 from dispatcher.lists.addresses import InvalidAddress, normalise_email
 from dispatcher.store.database import Store
-from dispatcher.store.models import (
-    SUBSCRIBER_STATES,
-    Event,
-    MailingList,
-    Membership,
-    Subscriber,
-    Suppression,
-    utcnow,
-)
+from dispatcher.store.models import SUBSCRIBER_STATES, utcnow
 from dispatcher.store.subscribers import suppression_hash
-
-_s = Subscriber.__table__  # type: ignore[attr-defined]
-_m = Membership.__table__  # type: ignore[attr-defined]
-_l = MailingList.__table__  # type: ignore[attr-defined]
-_e = Event.__table__  # type: ignore[attr-defined]
-_x = Suppression.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import (
+    event_t,
+    mailing_list_t,
+    membership_t,
+    subscriber_t,
+    suppression_t,
+)
 
 
 @dataclass
@@ -51,11 +44,13 @@ class ListCounts:
 
 
 def list_counts(store: Store) -> list[ListCounts]:
-    query = (sa.select(_l.c.name, _l.c.created_at, _m.c.status, _s.c.status, sa.func.count(_s.c.id))
-             .select_from(_l.outerjoin(_m, _m.c.list_id == _l.c.id)
-                          .outerjoin(_s, _s.c.id == _m.c.subscriber_id))
-             .group_by(_l.c.name, _l.c.created_at, _m.c.status, _s.c.status)
-             .order_by(_l.c.name))
+    lists, members, subscribers = mailing_list_t.c, membership_t.c, subscriber_t.c
+    query = (sa.select(lists.name, lists.created_at, members.status, subscribers.status,
+                       sa.func.count(subscribers.id))
+             .select_from(mailing_list_t.outerjoin(membership_t, members.list_id == lists.id)
+                          .outerjoin(subscriber_t, subscribers.id == members.subscriber_id))
+             .group_by(lists.name, lists.created_at, members.status, subscribers.status)
+             .order_by(lists.name))
     out: dict[str, ListCounts] = {}
     with store.engine.connect() as conn:
         for name, created, member_status, status, count in conn.execute(query):
@@ -71,7 +66,8 @@ def list_counts(store: Store) -> list[ListCounts]:
 
 
 def _list_id(conn: sa.Connection, name: str) -> int:
-    found = conn.execute(sa.select(_l.c.id).where(_l.c.name == name)).scalar()
+    found = conn.execute(
+        sa.select(mailing_list_t.c.id).where(mailing_list_t.c.name == name)).scalar()
     if found is None:
         raise NotFoundError(f"no list called {name!r}")
     return int(found)
@@ -82,10 +78,10 @@ def create_list(store: Store, name: str, description: str = "") -> None:
         raise ConfigError("a list needs a name")
     insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
     with store.engine.begin() as conn:
-        done = conn.execute(insert(_l).values(name=name, description=description,
-                                              created_at=utcnow())
+        done = conn.execute(insert(mailing_list_t).values(name=name, description=description,
+                                                          created_at=utcnow())
                             .on_conflict_do_nothing(index_elements=["name"])
-                            .returning(_l.c.id)).first()
+                            .returning(mailing_list_t.c.id)).first()
         if done is None:
             raise ConfigError(f"a list called {name!r} already exists")
 
@@ -93,17 +89,19 @@ def create_list(store: Store, name: str, description: str = "") -> None:
 def rename_list(store: Store, old: str, new: str) -> None:
     with store.engine.begin() as conn:
         list_id = _list_id(conn, old)
-        if conn.execute(sa.select(_l.c.id).where(_l.c.name == new)).scalar() is not None:
+        if conn.execute(sa.select(mailing_list_t.c.id)
+                        .where(mailing_list_t.c.name == new)).scalar() is not None:
             raise ConfigError(f"a list called {new!r} already exists")
-        conn.execute(_l.update().where(_l.c.id == list_id).values(name=new))
+        conn.execute(mailing_list_t.update().where(mailing_list_t.c.id == list_id).values(name=new))
 
 
 def delete_list(store: Store, name: str) -> int:
     """Delete the list and its memberships (the subscribers stay); returns the member count."""
     with store.engine.begin() as conn:
         list_id = _list_id(conn, name)
-        members = conn.execute(_m.delete().where(_m.c.list_id == list_id)).rowcount
-        conn.execute(_l.delete().where(_l.c.id == list_id))
+        members = conn.execute(
+            membership_t.delete().where(membership_t.c.list_id == list_id)).rowcount
+        conn.execute(mailing_list_t.delete().where(mailing_list_t.c.id == list_id))
     return int(members)
 
 
@@ -115,7 +113,8 @@ def _normalised(email: str) -> str:
 
 
 def _subscriber(conn: sa.Connection, email: str) -> Any:
-    row = conn.execute(sa.select(_s).where(_s.c.email == _normalised(email))).first()
+    row = conn.execute(
+        sa.select(subscriber_t).where(subscriber_t.c.email == _normalised(email))).first()
     if row is None:
         raise NotFoundError(f"no subscriber {email!r}")
     return row
@@ -124,11 +123,14 @@ def _subscriber(conn: sa.Connection, email: str) -> Any:
 def show_subscriber(store: Store, email: str, events: int = 10) -> dict[str, Any]:
     with store.engine.connect() as conn:
         row = _subscriber(conn, email)
-        lists = conn.execute(sa.select(_l.c.name, _m.c.status).join(_m, _m.c.list_id == _l.c.id)
-                             .where(_m.c.subscriber_id == row.id).order_by(_l.c.name)).all()
-        recent = conn.execute(sa.select(_e.c.at, _e.c.kind, _e.c.source, _e.c.detail)
-                              .where(_e.c.subscriber_id == row.id)
-                              .order_by(_e.c.id.desc()).limit(events)).all()
+        lists = conn.execute(sa.select(mailing_list_t.c.name, membership_t.c.status)
+                             .join(membership_t, membership_t.c.list_id == mailing_list_t.c.id)
+                             .where(membership_t.c.subscriber_id == row.id)
+                             .order_by(mailing_list_t.c.name)).all()
+        recent = conn.execute(sa.select(event_t.c.at, event_t.c.kind, event_t.c.source,
+                                        event_t.c.detail)
+                              .where(event_t.c.subscriber_id == row.id)
+                              .order_by(event_t.c.id.desc()).limit(events)).all()
     return {
         "email": row.email, "name": row.name, "status": row.status,
         "attributes": row.attributes or {},
@@ -146,15 +148,17 @@ def unsubscribe(store: Store, email: str, list_name: str | None = None) -> bool:
         row = _subscriber(conn, email)
         if list_name is not None:
             list_id = _list_id(conn, list_name)
-            changed = conn.execute(_m.update().where(
-                _m.c.list_id == list_id, _m.c.subscriber_id == row.id,
-                _m.c.status != "unsubscribed").values(status="unsubscribed")).rowcount
+            changed = conn.execute(membership_t.update().where(
+                membership_t.c.list_id == list_id, membership_t.c.subscriber_id == row.id,
+                membership_t.c.status != "unsubscribed").values(status="unsubscribed")).rowcount
         else:
-            changed = conn.execute(_s.update().where(_s.c.id == row.id, _s.c.status == "active")
+            changed = conn.execute(subscriber_t.update()
+                                   .where(subscriber_t.c.id == row.id,
+                                          subscriber_t.c.status == "active")
                                    .values(status="unsubscribed", updated_at=now)).rowcount
         if changed:
-            conn.execute(_e.insert().values(at=now, kind="unsubscribed", subscriber_id=row.id,
-                                            source="cli", detail=list_name or "", data={}))
+            conn.execute(event_t.insert().values(at=now, kind="unsubscribed", subscriber_id=row.id,
+                                                 source="cli", detail=list_name or "", data={}))
     return bool(changed)
 
 
@@ -163,14 +167,15 @@ def erase(store: Store, email: str) -> None:
     address = _normalised(email)
     insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
     with store.engine.begin() as conn:
-        row = conn.execute(sa.select(_s.c.id).where(_s.c.email == address)).first()
-        conn.execute(insert(_x).values(email_hash=suppression_hash(address), reason="erased",
-                                       created_at=utcnow())
+        row = conn.execute(
+            sa.select(subscriber_t.c.id).where(subscriber_t.c.email == address)).first()
+        conn.execute(insert(suppression_t).values(email_hash=suppression_hash(address),
+                                                  reason="erased", created_at=utcnow())
                      .on_conflict_do_update(index_elements=["email_hash"],
                                             set_={"reason": "erased"}))
         if row is None:
             return
         # Event evidence (bounce texts, complaint reports) can quote the address.
-        conn.execute(_e.update().where(_e.c.subscriber_id == row.id)
+        conn.execute(event_t.update().where(event_t.c.subscriber_id == row.id)
                      .values(detail="", data={}, subscriber_id=None))
-        conn.execute(_s.delete().where(_s.c.id == row.id))
+        conn.execute(subscriber_t.delete().where(subscriber_t.c.id == row.id))

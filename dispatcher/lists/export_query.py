@@ -10,13 +10,11 @@ import sqlalchemy as sa
 from dispatcher.errors import ConfigError, NotFoundError
 from dispatcher.store.audience import filter_sql
 from dispatcher.store.database import Store
-from dispatcher.store.models import SUBSCRIBER_STATES, MailingList, Membership, Subscriber
+from dispatcher.store.models import SUBSCRIBER_STATES
 from dispatcher.store.subscribers import find_list
+from dispatcher.store.tables import mailing_list_t, membership_t, subscriber_t
 
 STATUSES = (*SUBSCRIBER_STATES, "all")
-_s = Subscriber.__table__  # type: ignore[attr-defined]
-_m = Membership.__table__  # type: ignore[attr-defined]
-_l = MailingList.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -33,12 +31,12 @@ def _lists_column(dialect: str) -> Any:
     Ids rather than names: PostgreSQL's per-row ``string_agg`` of names joined from
     mailing_list cost more than the rest of the query; the exporter knows the names.
     """
-    ids = sa.select(_m.c.list_id).where(_m.c.subscriber_id == _s.c.id,
-                                        _m.c.status == "subscribed")
+    ids = sa.select(membership_t.c.list_id).where(membership_t.c.subscriber_id == subscriber_t.c.id,
+                                                  membership_t.c.status == "subscribed")
     if dialect == "postgresql":
-        agg = sa.func.string_agg(sa.cast(_m.c.list_id, sa.Text), ",")
+        agg = sa.func.string_agg(sa.cast(membership_t.c.list_id, sa.Text), ",")
     else:
-        agg = sa.func.group_concat(_m.c.list_id, ",")
+        agg = sa.func.group_concat(membership_t.c.list_id, ",")
     return ids.with_only_columns(agg).scalar_subquery().label("lists")
 
 
@@ -51,33 +49,34 @@ def export_query(store: Store, options: ExportOptions,
     # column types' per-row conversions cost more than the rest of the export together.
     # PostgreSQL sends the JSON as text too: psycopg's jsonb loader (json.loads per
     # row) cost as much as the whole query.
-    attributes = (sa.cast(_s.c.attributes, sa.Text) if store.dialect == "postgresql"
-                  else sa.type_coerce(_s.c.attributes, sa.Text))
-    query = sa.select(_s.c.email, _s.c.name, _s.c.status, _lists_column(store.dialect),
+    attributes = (sa.cast(subscriber_t.c.attributes, sa.Text) if store.dialect == "postgresql"
+                  else sa.type_coerce(subscriber_t.c.attributes, sa.Text))
+    query = sa.select(subscriber_t.c.email, subscriber_t.c.name, subscriber_t.c.status,
+                      _lists_column(store.dialect),
                       attributes.label("attributes"),
-                      sa.type_coerce(_s.c.created_at, sa.Text).label("created_at"),
-                      sa.type_coerce(_s.c.updated_at, sa.Text).label("updated_at"))
+                      sa.type_coerce(subscriber_t.c.created_at, sa.Text).label("created_at"),
+                      sa.type_coerce(subscriber_t.c.updated_at, sa.Text).label("updated_at"))
     if options.list_name is not None:
         list_id = find_list(store, options.list_name)
         if list_id is None:
             raise NotFoundError(f"no list called {options.list_name!r}")
-        query = query.where(_s.c.id.in_(sa.select(_m.c.subscriber_id).where(
-            _m.c.list_id == list_id)))
+        query = query.where(subscriber_t.c.id.in_(
+            sa.select(membership_t.c.subscriber_id).where(membership_t.c.list_id == list_id)))
     if options.status != "all":
-        query = query.where(_s.c.status == options.status)
+        query = query.where(subscriber_t.c.status == options.status)
     if options.where:
         try:
             query = query.where(filter_sql(options.where, store.dialect))
         except ValueError as exc:
             raise ConfigError(f"--where: {exc}") from exc
     if ids is not None:
-        query = query.where(_s.c.id > ids[0], _s.c.id <= ids[1])
-    return query.order_by(_s.c.id)
+        query = query.where(subscriber_t.c.id > ids[0], subscriber_t.c.id <= ids[1])
+    return query.order_by(subscriber_t.c.id)
 
 
 def attribute_keys(conn: sa.Connection, query: sa.Select[Any]) -> list[str]:
     """Every attribute key of the exported rows, found by the database (sorted)."""
-    sub = query.with_only_columns(_s.c.attributes).order_by(None).subquery()
+    sub = query.with_only_columns(subscriber_t.c.attributes).order_by(None).subquery()
     if conn.dialect.name == "postgresql":
         keys = sa.select(sa.func.jsonb_object_keys(sub.c.attributes).label("key")).subquery()
         stmt = sa.select(keys.c.key).distinct()
@@ -90,11 +89,13 @@ def attribute_keys(conn: sa.Connection, query: sa.Select[Any]) -> list[str]:
 def list_names(store: Store) -> dict[str, str]:
     """Every list's name by its id, as the export query writes ids (text)."""
     with store.engine.connect() as conn:
-        return {str(i): n for i, n in conn.execute(sa.select(_l.c.id, _l.c.name))}
+        rows = conn.execute(sa.select(mailing_list_t.c.id, mailing_list_t.c.name))
+        return {str(i): n for i, n in rows}
 
 
 def id_span(store: Store) -> tuple[int, int]:
     """The lowest and highest subscriber id (0, 0 for none): both from the primary key."""
     with store.engine.connect() as conn:
-        low, high = conn.execute(sa.select(sa.func.min(_s.c.id), sa.func.max(_s.c.id))).one()
+        low, high = conn.execute(sa.select(sa.func.min(subscriber_t.c.id),
+                                           sa.func.max(subscriber_t.c.id))).one()
     return (low or 0, high or 0)

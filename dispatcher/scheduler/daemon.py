@@ -48,6 +48,7 @@ from dispatcher.scheduler.cron import cron_trigger, last_run
 from dispatcher.smtp.relay import RelayChoice, choose_relays, open_relays
 from dispatcher.store import stats
 from dispatcher.store.database import Store
+from dispatcher.store.tables import campaign_t
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("dispatcher.scheduler")
@@ -133,8 +134,7 @@ class Daemon:
         if cid in self._runs:
             return self._runs[cid]
         with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(records.campaign_t).where(
-                records.campaign_t.c.id == cid)).one()
+            row = conn.execute(sa.select(campaign_t).where(campaign_t.c.id == cid)).one()
         try:
             definition = CampaignDefinition.model_validate(row.definition)
             renderer = Renderer(definition, root=self.workspace.root,

@@ -16,11 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from dispatcher.core.schedule import ScheduleError, SendWindow, local_send_time, zone
-from dispatcher.scheduler.records import delivery_t
 from dispatcher.store.database import Store
-from dispatcher.store.models import Subscriber
-
-subscriber_t = Subscriber.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import delivery_t, subscriber_t
 
 
 class ZoneResolver:

@@ -16,15 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.errors import NotFoundError, StoreError
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Delivery, Event
-from dispatcher.store.schedule_tables import CampaignRunner, ScheduleEntry, WarmupDay
-
-campaign_t = Campaign.__table__  # type: ignore[attr-defined]
-delivery_t = Delivery.__table__  # type: ignore[attr-defined]
-event_t = Event.__table__  # type: ignore[attr-defined]
-entry_t = ScheduleEntry.__table__  # type: ignore[attr-defined]
-runner_t = CampaignRunner.__table__  # type: ignore[attr-defined]
-warmup_t = WarmupDay.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import (
+    campaign_t,
+    delivery_t,
+    event_t,
+    runner_t,
+    schedule_entry_t,
+    warmup_t,
+)
 
 # A campaign in one of these may be (re)scheduled under the same name.
 RESCHEDULABLE = ("draft", "scheduled", "missed")
@@ -57,7 +56,7 @@ def save_schedule(store: Store, entry: NewSchedule, *, now: datetime) -> None:
     values = {"name": entry.name, "kind": entry.kind, "cron": entry.cron,
               "timezone": entry.timezone, "source_path": entry.source_path,
               "definition": entry.definition, "relay": entry.relay, "created_at": now}
-    upsert = _insert(store)(entry_t).values(**values)
+    upsert = _insert(store)(schedule_entry_t).values(**values)
     upsert = upsert.on_conflict_do_update(
         index_elements=["name"], set_={k: v for k, v in values.items() if k != "name"})
     with store.engine.begin() as conn:
@@ -83,7 +82,8 @@ def save_schedule(store: Store, entry: NewSchedule, *, now: datetime) -> None:
 def schedules(store: Store) -> list[dict[str, Any]]:
     """Every schedule with its campaign's status and time (cron ones: their last instance)."""
     with store.engine.connect() as conn:
-        entries = conn.execute(sa.select(entry_t).order_by(entry_t.c.name)).all()
+        entries = conn.execute(
+            sa.select(schedule_entry_t).order_by(schedule_entry_t.c.name)).all()
         campaigns = {r.name: r for r in conn.execute(
             sa.select(campaign_t.c.name, campaign_t.c.status, campaign_t.c.scheduled_at))}
     rows: list[dict[str, Any]] = []
@@ -98,7 +98,8 @@ def schedules(store: Store) -> list[dict[str, Any]]:
 def remove_schedule(store: Store, name: str) -> None:
     """Forget a schedule; a one-off campaign that has not started goes with it."""
     with store.engine.begin() as conn:
-        gone = conn.execute(entry_t.delete().where(entry_t.c.name == name)).rowcount
+        gone = conn.execute(
+            schedule_entry_t.delete().where(schedule_entry_t.c.name == name)).rowcount
         dropped = conn.execute(campaign_t.delete().where(
             campaign_t.c.name == name, campaign_t.c.status.in_(RESCHEDULABLE),
             ~sa.exists().where(delivery_t.c.campaign_id == campaign_t.c.id))).rowcount
@@ -108,7 +109,7 @@ def remove_schedule(store: Store, name: str) -> None:
 
 def all_entries(store: Store) -> list[Any]:
     with store.engine.connect() as conn:
-        return list(conn.execute(sa.select(entry_t).order_by(entry_t.c.name)))
+        return list(conn.execute(sa.select(schedule_entry_t).order_by(schedule_entry_t.c.name)))
 
 
 def create_instance(store: Store, parent: Any, name: str, definition: dict[str, Any], *,
@@ -122,7 +123,7 @@ def create_instance(store: Store, parent: Any, name: str, definition: dict[str, 
         # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... RETURNING.
         made = conn.execute(insert).first() is not None
         if made:
-            conn.execute(entry_t.update().where(entry_t.c.name == parent.name)
+            conn.execute(schedule_entry_t.update().where(schedule_entry_t.c.name == parent.name)
                          .values(last_run_at=at))
     return made
 

@@ -20,10 +20,9 @@ from dispatcher.core import segment
 from dispatcher.core.campaign import Audience
 from dispatcher.errors import CampaignError
 from dispatcher.store.database import Store
-from dispatcher.store.models import MailingList, Membership, Subscriber
+from dispatcher.store.tables import mailing_list_t, membership_t, subscriber_t
 
 Member = tuple[int, str, str, dict[str, Any]]  # id, email, name, attributes
-_s = Subscriber.__table__  # type: ignore[attr-defined]
 _ORDER = {"<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__", "==": "__eq__"}
 
 
@@ -33,17 +32,18 @@ class _Attr:
     def __init__(self, name: str, dialect: str) -> None:
         self.pg = dialect == "postgresql"
         self.string_kind = "string" if self.pg else "text"
-        column = _s.c.attributes
+        column = subscriber_t.c.attributes
         self.builtin = name in segment.BUILTIN_NAMES
         if self.builtin:
             # email, name and domain are columns (or derived from one): always strings.
             if name != "domain":
-                self.text: Any = _s.c[name]
+                self.text: Any = subscriber_t.c[name]
             elif self.pg:
-                self.text = sa.func.lower(sa.func.split_part(_s.c.email, "@", 2))
+                self.text = sa.func.lower(sa.func.split_part(subscriber_t.c.email, "@", 2))
             else:
                 self.text = sa.func.lower(
-                    sa.func.substr(_s.c.email, sa.func.instr(_s.c.email, "@") + 1))
+                    sa.func.substr(subscriber_t.c.email,
+                                   sa.func.instr(subscriber_t.c.email, "@") + 1))
             self.kind: Any = sa.literal(self.string_kind)
         elif self.pg:
             self.kind = sa.func.jsonb_typeof(column.op("->")(sa.literal(name)))
@@ -128,26 +128,27 @@ def audience_query(store: Store, audience: Audience, *, path: str | None = None)
     Raises :class:`CampaignError` naming a list that does not exist, so a
     typo in the YAML stops the send instead of mailing nobody.
     """
-    lists = MailingList.__table__  # type: ignore[attr-defined]
     with store.engine.connect() as conn:
         found: dict[str, int] = dict(conn.execute(
-            sa.select(lists.c.name, lists.c.id).where(lists.c.name.in_(audience.lists))).all())
+            sa.select(mailing_list_t.c.name, mailing_list_t.c.id)
+            .where(mailing_list_t.c.name.in_(audience.lists))).all())
     missing = [name for name in audience.lists if name not in found]
     if missing:
         raise CampaignError(f"unknown list {missing[0]!r} in audience (import it first with "
                             f"'dispatcher import FILE --list {missing[0]}')", path=path)
-    m = Membership.__table__  # type: ignore[attr-defined]
-    member = (sa.select(m.c.subscriber_id)
-              .where(m.c.list_id.in_(found.values()), m.c.status == "subscribed"))
-    query = (sa.select(_s.c.id, _s.c.email, _s.c.name, _s.c.attributes)
-             .where(_s.c.status == "active", _s.c.id.in_(member)))
+    member = (sa.select(membership_t.c.subscriber_id)
+              .where(membership_t.c.list_id.in_(found.values()),
+                     membership_t.c.status == "subscribed"))
+    query = (sa.select(subscriber_t.c.id, subscriber_t.c.email, subscriber_t.c.name,
+                       subscriber_t.c.attributes)
+             .where(subscriber_t.c.status == "active", subscriber_t.c.id.in_(member)))
     if audience.where:
         try:
             query = query.where(filter_sql(audience.where, store.dialect))
         except segment.SegmentError as exc:
             raise CampaignError(f"audience.where: {exc.message}", path=path,
                                 column=exc.column) from exc
-    return query.order_by(_s.c.id)
+    return query.order_by(subscriber_t.c.id)
 
 
 def members(store: Store, audience: Audience, *, path: str | None = None,
@@ -175,7 +176,8 @@ def unused_names(store: Store, audience: Audience) -> list[str]:
     with store.engine.connect() as conn:
         for name in wanted:
             kind = _Attr(name, store.dialect).kind
-            found = conn.execute(sa.select(_s.c.id).where(kind.is_not(None)).limit(1)).first()
+            found = conn.execute(
+                sa.select(subscriber_t.c.id).where(kind.is_not(None)).limit(1)).first()
             if found is None:
                 missing.append(name)
     return missing

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from dispatcher.store import stats_tables as t
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign, Delivery, Event, utcnow
+from dispatcher.store.models import utcnow
 from dispatcher.store.stats_batch import (
     STATE_KINDS,
     Batch,
@@ -55,16 +55,13 @@ from dispatcher.store.stats_queries import (
     throughput,
     top_domains,
 )
+from dispatcher.store.tables import campaign_t, delivery_t, event_t
 
 __all__ = [
     "BUCKET_SECONDS", "CampaignDetail", "CampaignRow", "DomainRow", "FeedRow", "RelayHealth",
     "RollupResult", "Throughput", "VariantRow", "campaign_detail", "campaigns", "rebuild",
     "recent_events", "relay_health", "report_relay", "rollup", "throughput", "top_domains",
 ]
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
-_delivery = Delivery.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
 
 EVENT_BATCH = 20_000
 _LOOKUP_CHUNK = 5_000
@@ -132,16 +129,16 @@ def _nothing_past(conn: Connection, table: sa.Table, lo: int) -> bool:
 def _roll_deliveries(conn: Connection, now: datetime) -> int:
     wm = _watermark(conn, "delivery")
     lo = int(wm.last_id)
-    window = sa.and_(_delivery.c.id > lo, _delivery.c.id <= lo + DELIVERY_BATCH)
-    count, top = conn.execute(sa.select(sa.func.count(), sa.func.max(_delivery.c.id))
+    window = sa.and_(delivery_t.c.id > lo, delivery_t.c.id <= lo + DELIVERY_BATCH)
+    count, top = conn.execute(sa.select(sa.func.count(), sa.func.max(delivery_t.c.id))
                               .where(window)).one()
-    if not count and _nothing_past(conn, _delivery, lo):
+    if not count and _nothing_past(conn, delivery_t, lo):
         return 0
     if count and count == top - lo:
         hi, gap_id, gap_since = int(top), None, None
     else:
-        ids = conn.execute(sa.select(_delivery.c.id).where(_delivery.c.id > lo)
-                           .order_by(_delivery.c.id).limit(DELIVERY_BATCH)).scalars().all()
+        ids = conn.execute(sa.select(delivery_t.c.id).where(delivery_t.c.id > lo)
+                           .order_by(delivery_t.c.id).limit(DELIVERY_BATCH)).scalars().all()
         if not ids:
             return 0
         hi, gap_id, gap_since = _advance(ids, lo, wm.gap_id, wm.gap_since, now)
@@ -149,9 +146,9 @@ def _roll_deliveries(conn: Connection, now: datetime) -> int:
     if hi == lo:
         return 0
     groups = conn.execute(
-        sa.select(_delivery.c.campaign_id, sa.func.count())
-        .where(_delivery.c.id > lo, _delivery.c.id <= hi)
-        .group_by(_delivery.c.campaign_id)).all()
+        sa.select(delivery_t.c.campaign_id, sa.func.count())
+        .where(delivery_t.c.id > lo, delivery_t.c.id <= hi)
+        .group_by(delivery_t.c.campaign_id)).all()
     upsert(conn, t.campaign_state, [
         {"campaign_id": cid, "variant": "", "state": "queued", "count": n}
         for cid, n in groups], add=["count"])
@@ -160,12 +157,12 @@ def _roll_deliveries(conn: Connection, now: datetime) -> int:
 
 def _recount(conn: Connection, campaign_id: int, upto: int) -> int:
     """Count the campaign's deliveries (ids <= ``upto``) by state; returns the event floor."""
-    newest = sa.select(sa.func.coalesce(sa.func.max(_event.c.id), 0)).scalar_subquery()
+    newest = sa.select(sa.func.coalesce(sa.func.max(event_t.c.id), 0)).scalar_subquery()
     # One statement, so the counts and the newest event id come from one snapshot.
     rows = conn.execute(
-        sa.select(_delivery.c.state, sa.func.count(), newest)
-        .where(_delivery.c.campaign_id == campaign_id, _delivery.c.id <= upto)
-        .group_by(_delivery.c.state)).all()
+        sa.select(delivery_t.c.state, sa.func.count(), newest)
+        .where(delivery_t.c.campaign_id == campaign_id, delivery_t.c.id <= upto)
+        .group_by(delivery_t.c.state)).all()
     floor = int(rows[0][2]) if rows else int(conn.execute(sa.select(newest)).scalar_one())
     counts: dict[str, int] = defaultdict(int)
     for state, n, _ in rows:
@@ -185,9 +182,9 @@ def _sync_campaigns(conn: Connection) -> Floors:
     upto = int(_watermark(conn, "delivery").last_id)
     sync = t.campaign_sync
     rows = conn.execute(
-        sa.select(_campaign.c.id, _campaign.c.updated_at, sync.c.updated_at.label("seen"),
+        sa.select(campaign_t.c.id, campaign_t.c.updated_at, sync.c.updated_at.label("seen"),
                   sync.c.event_floor, sync.c.delivery_floor)
-        .select_from(_campaign.outerjoin(sync, sync.c.campaign_id == _campaign.c.id))).all()
+        .select_from(campaign_t.outerjoin(sync, sync.c.campaign_id == campaign_t.c.id))).all()
     floors: Floors = {}
     for r in rows:
         if r.seen is not None and r.seen == r.updated_at:
@@ -206,9 +203,9 @@ def _previous_states(conn: Connection, delivery_ids: set[int], upto: int) -> dic
     ids = sorted(delivery_ids)
     for start in range(0, len(ids), 5000):
         rows = conn.execute(
-            sa.select(_event.c.delivery_id, _event.c.id, _event.c.kind)
-            .where(_event.c.delivery_id.in_(ids[start:start + 5000]), _event.c.id <= upto,
-                   _event.c.kind.in_(tuple(STATE_KINDS)))).all()
+            sa.select(event_t.c.delivery_id, event_t.c.id, event_t.c.kind)
+            .where(event_t.c.delivery_id.in_(ids[start:start + 5000]), event_t.c.id <= upto,
+                   event_t.c.kind.in_(tuple(STATE_KINDS)))).all()
         for did, eid, kind in rows:
             if did not in found or found[did][0] < eid:
                 found[did] = (eid, kind)
@@ -233,20 +230,20 @@ def _new_events(conn: Connection, lo: int) -> list[EventRow]:
     PostgreSQL's statistics catch up, the planner hash-joined the whole delivery table
     for a handful of new events (~200 ms a refresh at 1M deliveries).
     """
-    if _nothing_past(conn, _event, lo):
+    if _nothing_past(conn, event_t, lo):
         return []
     events = conn.execute(
-        sa.select(_event.c.id, _event.c.at, _event.c.kind, _event.c.campaign_id,
-                  _event.c.delivery_id, _event.c.code, _event.c.status, _event.c.reason,
-                  _event.c.source, _event.c.detail)
-        .where(_event.c.id > lo).order_by(_event.c.id).limit(EVENT_BATCH)).all()
+        sa.select(event_t.c.id, event_t.c.at, event_t.c.kind, event_t.c.campaign_id,
+                  event_t.c.delivery_id, event_t.c.code, event_t.c.status, event_t.c.reason,
+                  event_t.c.source, event_t.c.detail)
+        .where(event_t.c.id > lo).order_by(event_t.c.id).limit(EVENT_BATCH)).all()
     wanted = sorted({e.delivery_id for e in events if e.delivery_id is not None})
     found: dict[int, tuple[str | None, str | None, str | None]] = {}
     for start in range(0, len(wanted), _LOOKUP_CHUNK):
         chunk = wanted[start:start + _LOOKUP_CHUNK]
         found.update((d.id, (d.domain, d.relay, d.variant)) for d in conn.execute(
-            sa.select(_delivery.c.id, _delivery.c.domain, _delivery.c.relay,
-                      _delivery.c.variant).where(_delivery.c.id.in_(chunk))))
+            sa.select(delivery_t.c.id, delivery_t.c.domain, delivery_t.c.relay,
+                      delivery_t.c.variant).where(delivery_t.c.id.in_(chunk))))
     missing = (None, None, None)
     return [EventRow._make((*e, *found.get(e.delivery_id, missing))) for e in events]
 

@@ -16,9 +16,7 @@ from sqlalchemy.engine import Connection
 
 from dispatcher.store import stats_tables as t
 from dispatcher.store.database import Store
-from dispatcher.store.models import Campaign
-
-_campaign = Campaign.__table__  # type: ignore[attr-defined]
+from dispatcher.store.tables import campaign_t
 
 BUCKET_SECONDS = 10
 UNKNOWN_RELAY = "(relay not recorded)"  # outcomes written without their relay's name
@@ -153,9 +151,9 @@ def _rates(conn: Connection, column: Any, now: datetime) -> dict[Any, float]:
 
 
 def _campaign_rows(conn: Connection, now: datetime, where: Any = None) -> list[CampaignRow]:
-    select = sa.select(_campaign.c.id, _campaign.c.name, _campaign.c.status, _campaign.c.relay,
-                       _campaign.c.scheduled_at, _campaign.c.started_at,
-                       _campaign.c.finished_at).order_by(_campaign.c.id)
+    select = sa.select(campaign_t.c.id, campaign_t.c.name, campaign_t.c.status, campaign_t.c.relay,
+                       campaign_t.c.scheduled_at, campaign_t.c.started_at,
+                       campaign_t.c.finished_at).order_by(campaign_t.c.id)
     if where is not None:
         select = select.where(where)
     base = conn.execute(select).all()
@@ -283,11 +281,11 @@ def recent_events(store: Store, *, limit: int = 50, campaign_id: int | None = No
 def campaign_detail(store: Store, campaign_id: int, now: datetime) -> CampaignDetail | None:
     """Everything the detail screen shows about one campaign; None if there is no such one."""
     with store.engine.connect() as conn:
-        rows = _campaign_rows(conn, now, _campaign.c.id == campaign_id)
+        rows = _campaign_rows(conn, now, campaign_t.c.id == campaign_id)
         if not rows:
             return None
-        definition = conn.execute(sa.select(_campaign.c.definition)
-                                  .where(_campaign.c.id == campaign_id)).scalar() or {}
+        definition = conn.execute(sa.select(campaign_t.c.definition)
+                                  .where(campaign_t.c.id == campaign_id)).scalar() or {}
         ce, br = t.campaign_event.c, t.bounce_reason.c
         by_variant: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for variant, key, n in conn.execute(

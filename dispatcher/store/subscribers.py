@@ -25,21 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dispatcher.store.database import Store
-from dispatcher.store.models import (
-    SUBSCRIBER_STATES,
-    Event,
-    MailingList,
-    Membership,
-    Subscriber,
-    Suppression,
-    utcnow,
-)
-
-_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
-_membership = Membership.__table__  # type: ignore[attr-defined]
-_list = MailingList.__table__  # type: ignore[attr-defined]
-_suppression = Suppression.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
+from dispatcher.store.models import SUBSCRIBER_STATES, utcnow
+from dispatcher.store.tables import event_t, mailing_list_t, subscriber_t, suppression_t
 
 MODES = ("upsert", "add", "overwrite")
 _COLUMNS = "email, name, attributes, status, created_at, updated_at"
@@ -102,14 +89,17 @@ def ensure_list(store: Store, name: str) -> int:
 
 
 def ensure_list_in(conn: Connection, name: str) -> int:
-    conn.execute(_insert(conn, _list).values(name=name, description="", created_at=utcnow())
+    conn.execute(_insert(conn, mailing_list_t)
+                 .values(name=name, description="", created_at=utcnow())
                  .on_conflict_do_nothing(index_elements=["name"]))
-    return int(conn.execute(sa.select(_list.c.id).where(_list.c.name == name)).scalar_one())
+    return int(conn.execute(
+        sa.select(mailing_list_t.c.id).where(mailing_list_t.c.name == name)).scalar_one())
 
 
 def find_list(store: Store, name: str) -> int | None:
     with store.engine.connect() as conn:
-        value = conn.execute(sa.select(_list.c.id).where(_list.c.name == name)).scalar()
+        value = conn.execute(
+            sa.select(mailing_list_t.c.id).where(mailing_list_t.c.name == name)).scalar()
     return None if value is None else int(value)
 
 
@@ -241,8 +231,8 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
         if blocked and resubscribe:
             # Only an explicit --resubscribe lifts a suppression.
             if not dry_run:
-                conn.execute(_suppression.delete()
-                             .where(_suppression.c.email_hash.in_(list(blocked))))
+                conn.execute(suppression_t.delete()
+                             .where(suppression_t.c.email_hash.in_(list(blocked))))
         elif blocked:
             for digest, reason in blocked.items():
                 result.refused.append((hashes[digest], f"suppressed ({reason})"))
@@ -284,12 +274,12 @@ def write_batch(store: Store, rows: Sequence[Incoming], list_ids: dict[str, int]
         if fresh:
             raw.insert_subscribers(fresh)
         if updates:
-            conn.execute(_subscriber.update().where(_subscriber.c.id == sa.bindparam("b_id"))
+            conn.execute(subscriber_t.update().where(subscriber_t.c.id == sa.bindparam("b_id"))
                          .values(name=sa.bindparam("name"), attributes=sa.bindparam("attributes"),
                                  status=sa.bindparam("status"),
                                  updated_at=sa.bindparam("updated_at")), updates)
         if events:
-            conn.execute(_event.insert(), events)
+            conn.execute(event_t.insert(), events)
         by_list: dict[int, list[str]] = {}
         lists = list(map(_lists_of, rows))
         if lists and lists.count(lists[0]) == len(lists):  # the usual case: all alike

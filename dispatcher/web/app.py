@@ -33,13 +33,9 @@ from dispatcher.core import tokens, tracking
 from dispatcher.feedback.policy import unsubscribe
 from dispatcher.store.database import Store
 from dispatcher.store.feedback_tables import feedback_seen
-from dispatcher.store.models import Event, MailingList, Membership, Subscriber, utcnow
+from dispatcher.store.models import utcnow
+from dispatcher.store.tables import event_t, mailing_list_t, membership_t, subscriber_t
 from dispatcher.web import pages
-
-_subscriber = Subscriber.__table__  # type: ignore[attr-defined]
-_membership = Membership.__table__  # type: ignore[attr-defined]
-_list = MailingList.__table__  # type: ignore[attr-defined]
-_event = Event.__table__  # type: ignore[attr-defined]
 
 PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
          b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
@@ -88,18 +84,19 @@ class Web:
         with self.store.engine.connect() as conn:
             used = conn.execute(sa.select(feedback_seen.c.key).where(
                 feedback_seen.c.key == f"unsub:{token.lower()}")).first()
-            row = conn.execute(sa.select(_subscriber.c.email, _subscriber.c.status).where(
-                _subscriber.c.id == ids[1])).first()
+            row = conn.execute(sa.select(subscriber_t.c.email, subscriber_t.c.status).where(
+                subscriber_t.c.id == ids[1])).first()
         if used is not None or row is None or row.status in ("unsubscribed", "complained"):
             return None
         return ids[0], ids[1], row.email
 
     def _lists(self, subscriber_id: int) -> list[tuple[int, str, bool]]:
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(_list.c.id, _list.c.name, _membership.c.status)
-                                .join(_membership, _membership.c.list_id == _list.c.id)
-                                .where(_membership.c.subscriber_id == subscriber_id)
-                                .order_by(_list.c.name)).all()
+            rows = conn.execute(sa.select(mailing_list_t.c.id, mailing_list_t.c.name,
+                                          membership_t.c.status)
+                                .join(membership_t, membership_t.c.list_id == mailing_list_t.c.id)
+                                .where(membership_t.c.subscriber_id == subscriber_id)
+                                .order_by(mailing_list_t.c.name)).all()
         return [(r.id, r.name, r.status == "subscribed") for r in rows]
 
     async def unsubscribe_page(self, request: Request) -> Response:
@@ -143,7 +140,7 @@ class Web:
     # -- tracking --------------------------------------------------------------------------
     def _record(self, kind: str, ids: tuple[int, int], data: dict[str, Any]) -> None:
         with self.store.engine.begin() as conn:
-            conn.execute(_event.insert().values(
+            conn.execute(event_t.insert().values(
                 at=utcnow(), kind=kind, campaign_id=ids[0], subscriber_id=ids[1],
                 source="http", detail="", data=data))
 
