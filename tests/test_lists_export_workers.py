@@ -5,22 +5,28 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dispatcher.errors import StoreError
-from dispatcher.lists import exporter
+from dispatcher.lists import export_sqlite, exporter
 from dispatcher.lists.export_format import RowText
 from dispatcher.lists.export_query import id_span
 from dispatcher.lists.export_workers import ExportPool, id_ranges, shareable
 from dispatcher.lists.exporter import ExportOptions, export_csv
 from dispatcher.store import Store
 from dispatcher.store.models import Subscriber
+from dispatcher.store.tables import mailing_list_t, membership_t, subscriber_t
 from tests.test_lists_export import load_fixtures
 
 
@@ -119,7 +125,7 @@ def test_on_postgresql_the_workers_read_one_snapshot(store: Store, tmp_path: Pat
             conn.execute(sa.update(Subscriber).where(Subscriber.email == "kim@example.net")
                          .values(attributes={"late": "yes"}))
         keys = pool.keys(options, ranges)
-        text = "".join(part for part, _ in pool.texts(options, keys, ranges))
+        text = "".join(part for part, _ in pool.texts(options, keys, ranges, datetime.now(UTC)))
     kim = next(line for line in text.splitlines() if line.startswith("kim@example.net,"))
     if store.dialect == "postgresql":
         assert "late" not in keys and ",yes," not in kim
@@ -135,5 +141,52 @@ def test_a_killed_worker_is_a_clear_error(store: Store, tmp_path: Path) -> None:
         for pid in list(pool._pool._processes or ()):
             os.kill(pid, signal.SIGKILL)
         with pytest.raises(StoreError, match="worker process was killed"):
-            list(pool.texts(ExportOptions(), keys, ranges))
+            list(pool.texts(ExportOptions(), keys, ranges, datetime.now(UTC)))
     assert multiprocessing.active_children() == []
+
+
+_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.sampled_from('ab,"\n\r é[]{}\\|'), max_size=5),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.sampled_from("xy"), st.booleans()))
+_ROW = st.tuples(st.text(alphabet=st.sampled_from('ab ,"é'), max_size=4),
+                 st.dictionaries(st.sampled_from(["a", "b.c", "é", "sp ace", "n"]), _VALUE),
+                 st.sets(st.sampled_from([1, 2])), st.booleans())
+
+
+@pytest.fixture
+def sqlite_store(sqlite_template: Path, tmp_path: Path) -> Iterator[Store]:
+    shutil.copy(sqlite_template, tmp_path / "store.db")
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(mailing_list_t), [
+            {"id": 1, "name": "news", "created_at": datetime.now(UTC)},
+            {"id": 2, "name": "Zeta, \"co\"", "created_at": datetime.now(UTC)}])
+    yield store
+    store.close()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_ROW, min_size=1, max_size=8))
+def test_sqlite_writes_every_line_as_the_general_path_does(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch,
+        rows: list[tuple[str, dict[str, Any], set[int], bool]]) -> None:
+    with sqlite_store.engine.begin() as conn:
+        conn.execute(sa.delete(membership_t))
+        conn.execute(sa.delete(subscriber_t))
+        for i, (name, attributes, lists, whole_second) in enumerate(rows):
+            stamp = datetime(2026, 1, 2, 3, 4, 5, 0 if whole_second else 678, tzinfo=UTC)
+            conn.execute(sa.insert(Subscriber).values(
+                email=f"u{i}@example.com", name=name, attributes=attributes, status="active",
+                created_at=stamp, updated_at=stamp))
+            sid = conn.execute(sa.select(subscriber_t.c.id).where(
+                subscriber_t.c.email == f"u{i}@example.com")).scalar_one()
+            for n in lists:
+                conn.execute(sa.insert(membership_t).values(
+                    list_id=n, subscriber_id=sid, status="subscribed", created_at=stamp))
+    fast = _export(sqlite_store, 1)
+    with monkeypatch.context() as patched:
+        patched.setattr(export_sqlite, "usable", lambda *_: False)
+        assert fast == _export(sqlite_store, 1)

@@ -116,6 +116,14 @@ class RowText:
                          f"{new[0]!r} appeared): nothing was lost, run the export again")
 
 
+def plain_line(line: str, width: int) -> bool:
+    """Whether ``line`` is ``width`` fields that csv.writer writes joined by commas, unquoted.
+
+    Not "": csv.writer quotes a row of one empty field.
+    """
+    return bool(line) and line.count(",") == width - 1 and '"' not in line and "\n" not in line
+
+
 class CsvLines:
     """CSV lines as ``csv.writer`` writes them, at a fraction of its cost for plain rows.
 
@@ -126,7 +134,7 @@ class CsvLines:
     """
 
     def __init__(self, width: int) -> None:
-        self.commas = width - 1
+        self.width = width
         self.lines: list[str] = []
         self._one = io.StringIO()
         # The line terminator decides which fields csv.writer quotes: the export's own.
@@ -138,8 +146,7 @@ class CsvLines:
         except TypeError:  # a None (written as "" by csv.writer)
             pass
         else:
-            # Not "": csv.writer quotes a row of one empty field.
-            if line and line.count(",") == self.commas and '"' not in line and "\n" not in line:
+            if plain_line(line, self.width):
                 self.lines.append(line)
                 return
         self._writer.writerow(fields)

@@ -27,17 +27,20 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 
 from dispatcher.errors import StoreError
+from dispatcher.lists import export_sqlite
 from dispatcher.lists.export_format import CsvLines, RowText
 from dispatcher.lists.export_query import ExportOptions, attribute_keys, export_query, list_names
 from dispatcher.store.database import Store, create_engine
 
 _WINDOW = 2
+_ROWS = 5000  # fetched at a time within a range
 # The worker process's own store, opened once by the pool's initializer.
 _store: Store | None = None
 
@@ -82,8 +85,11 @@ def _range_keys(options: ExportOptions, snapshot: str | None,
 
 
 def _range_text(options: ExportOptions, snapshot: str | None, keys: Sequence[str],
-                ids: tuple[int, int]) -> tuple[str, int]:
+                since: datetime, ids: tuple[int, int]) -> tuple[str, int]:
     with _reading(snapshot) as (store, conn):
+        if export_sqlite.usable(store, options, keys):
+            parts = list(export_sqlite.texts(store, conn, options, keys, ids, since, _ROWS))
+            return "".join(text for text, _ in parts), sum(rows for _, rows in parts)
         # The driver's own tuples: the columns need no conversion, and building
         # SQLAlchemy rows cost 6% of the range's instructions (callgrind).
         rows = conn.execute(export_query(store, options, ids)).cursor.fetchall()
@@ -126,12 +132,13 @@ class ExportPool:
         return sorted(found)
 
     def texts(self, options: ExportOptions, keys: Sequence[str],
-              ranges: Sequence[tuple[int, int]]) -> Iterator[tuple[str, int]]:
+              ranges: Sequence[tuple[int, int]], since: datetime) -> Iterator[tuple[str, int]]:
         """Each range's CSV text and row count, in id order."""
         pending: deque[Future[tuple[str, int]]] = deque()
         try:
             for ids in ranges:
-                pending.append(self._pool.submit(_range_text, options, self.snapshot, keys, ids))
+                pending.append(self._pool.submit(_range_text, options, self.snapshot, keys, since,
+                                                 ids))
                 if len(pending) >= self.workers * _WINDOW:
                     yield pending.popleft().result()
             while pending:

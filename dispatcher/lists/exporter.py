@@ -17,11 +17,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 
+from dispatcher.lists import export_sqlite
 from dispatcher.lists.export_format import CsvLines, RowText
 from dispatcher.lists.export_query import (
     STATUSES,
@@ -103,11 +105,16 @@ def _keys(store: Store, query: sa.Select[Any]) -> list[str]:
         return attribute_keys(conn, query)
 
 
-def _serial_texts(store: Store, query: sa.Select[Any], keys: Sequence[str],
-                  as_json: bool) -> Iterator[tuple[str, int]]:
+def _serial_texts(store: Store, options: ExportOptions, keys: Sequence[str],
+                  since: datetime) -> Iterator[tuple[str, int]]:
+    if export_sqlite.usable(store, options, keys):
+        with store.engine.connect() as conn:
+            yield from export_sqlite.texts(store, conn, options, keys, None, since, _BATCH)
+        return
+    as_json = options.attributes_json
     lines = CsvLines(6 + (1 if as_json else len(keys)))
     text = RowText(keys, as_json, partial(list_names, store))
-    with _Prefetch(store, query) as batches:
+    with _Prefetch(store, export_query(store, options)) as batches:
         for batch in batches:
             lines.add_rows(batch, text)
             yield lines.text(), len(batch)
@@ -124,6 +131,8 @@ def export_csv(store: Store, out: TextIO, list_name: str | None = None,
     """
     options = options or ExportOptions(list_name=list_name)
     query = export_query(store, options)
+    # Before the keys are read: a row changed later may have keys the header lacks.
+    since = datetime.now(UTC)
     workers = workers or os.cpu_count() or 1
     ranges = id_ranges(id_span(store), chunk)
     parallel = workers > 1 and len(ranges) >= 4 and shareable(store)
@@ -134,8 +143,8 @@ def export_csv(store: Store, out: TextIO, list_name: str | None = None,
         header = CsvLines(len(middle) + 6)
         header.add(["email", "name", "status", "lists", *middle, "created_at", "updated_at"])
         out.write(header.text())
-        parts = (pool.texts(options, keys, ranges) if pool
-                 else _serial_texts(store, query, keys, options.attributes_json))
+        parts = (pool.texts(options, keys, ranges, since) if pool
+                 else _serial_texts(store, options, keys, since))
         count = 0
         for text, rows in parts:
             out.write(text)
