@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from dispatcher.errors import ListFileError
 from dispatcher.lists.importer import ImportOptions, import_file
+from dispatcher.lists.mapping import parse_map
 from dispatcher.store import Store
 from dispatcher.store.models import Event, Membership, Subscriber, Suppression
 from dispatcher.store.subscribers import ensure_list, suppression_hash
@@ -205,6 +206,60 @@ def test_file_unsubscribes_are_honoured(store: Store, tmp_path: Path) -> None:
     assert subscribers(store)["a@example.com"][1] == "unsubscribed"
 
 
+def test_status_columns_of_other_tools_and_the_strictest_status_wins(store: Store,
+                                                                      tmp_path: Path) -> None:
+    # A row's status is the strictest its columns give (complained > bounced > unsubscribed >
+    # active): a column saying someone left is never outvoted by one saying active.
+    seed(store, "b@example.com")
+    seed(store, "z@example.com", status="unsubscribed")
+    f = write(tmp_path / "f.csv", "email,status,unsubscribed_at,CLEAN_TIME,subscribed_to_emails\n"
+                                  "a@example.com,active,,,true\n"
+                                  "b@example.com,active,2024-01-01 10:00:00 UTC,,\n"
+                                  "c@example.com,unsubscribed,,2024-01-02,\n"
+                                  "d@example.com,complained,2024-01-01,2024-01-02,FALSE\n"
+                                  "e@example.com,bounced,,,false\n"
+                                  "f@example.com,,,,false\n"
+                                  "g@example.com,,,,null\n"
+                                  "h@example.com,,,,maybe\n"
+                                  "i@example.com,pending,,,\n"
+                                  "j@example.com,2,,,\n"
+                                  "z@example.com,active,,,true\n")
+    r = import_file(store, f, ImportOptions(list_name="l"))
+    assert (r.added, r.updated, r.suppressed_kept) == (6, 1, 1)
+    assert dict(r.rejected) == {"unknown value in column 'subscribed_to_emails'": 1,
+                                "unconfirmed (pending double opt-in)": 1, "numeric status": 1}
+    assert [row[:2] for row in rejects(f)[1:]] == [
+        ["9", "unknown value in column 'subscribed_to_emails': 'maybe'"],
+        ["10", "unconfirmed (pending double opt-in)"],
+        ["11", "numeric status: '2' (tool-specific code; write it as active, unsubscribed, "
+               "bounced or complained)"]]
+    subs = subscribers(store)
+    assert {e: s for e, (_, s, _) in subs.items()} == {
+        "a@example.com": "active", "b@example.com": "unsubscribed",
+        "c@example.com": "bounced", "d@example.com": "complained", "e@example.com": "bounced",
+        "f@example.com": "unsubscribed", "g@example.com": "active",
+        "z@example.com": "unsubscribed"}
+    # Read into the status, like the status column, and not kept as attributes.
+    assert all(attributes == {} for _, _, attributes in subs.values())
+    # A column the user maps is the user's: an attribute like any other.
+    g = write(tmp_path / "g.csv", "email,subscribed_to_emails\nk@example.com,false\n")
+    import_file(store, g, ImportOptions(list_name="l", rules=parse_map(
+        ["subscribed_to_emails=emails"])))
+    assert subscribers(store)["k@example.com"][1:] == ("active", {"emails": False})
+
+
+def test_spaces_around_values_are_trimmed(store: Store, tmp_path: Path) -> None:
+    f = write(tmp_path / "f.csv", "email,name,first_name,age,zip,note\n"
+                                  ' a@example.com ,  Ann Lee , Ann\u00a0, 42 , 01234 ,'
+                                  '"  two  words\n"\n'
+                                  "b@example.com,Bob,Bob,42,01234,two  words\n")
+    import_file(store, f, ImportOptions(list_name="l", rules=parse_map(["zip=zip:text"])))
+    subs = subscribers(store)
+    expected = {"first_name": "Ann", "age": 42, "zip": "01234", "note": "two  words"}
+    assert subs["a@example.com"] == ("Ann Lee", "active", expected)
+    assert subs["b@example.com"] == ("Bob", "active", expected | {"first_name": "Bob"})
+
+
 def test_list_membership_unsubscribed_from_a_list_stays_so(store: Store, tmp_path: Path) -> None:
     f = write(tmp_path / "f.csv", "email\na@example.com\n")
     import_file(store, f, ImportOptions(list_name="l"))
@@ -238,7 +293,6 @@ def test_unusable_files_are_errors_with_location(store: Store, tmp_path: Path) -
 
 
 def test_map_and_attributes_json_options(store: Store, tmp_path: Path) -> None:
-    from dispatcher.lists.mapping import parse_map
     f = write(tmp_path / "f.csv", "Contact;Zip;Extra;Junk\nA@example.com;01234;"
                                   '"{""vip"": true}";x\n')
     r = import_file(store, f, ImportOptions(

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from dispatcher.lists.addresses import InvalidAddress, normalise_email
-from dispatcher.lists.mapping import STATUS_ALIASES, Mapping
+from dispatcher.lists.mapping import STATUS_ALIASES, STRICTNESS, UNCONFIRMED, Mapping
 from dispatcher.lists.reader import Row
 from dispatcher.store.subscribers import Incoming
 
@@ -49,10 +50,49 @@ class TypedColumn(dict[str, tuple[Any, str]]):
 
 def _timestamp(value: str) -> datetime | None:
     try:
-        stamp = datetime.fromisoformat(value.strip())
+        stamp = datetime.fromisoformat(value)
     except ValueError:
-        return None
+        # beehiiv writes "2023-03-24 10:23:10 UTC": fromisoformat reads offsets, not names.
+        head, _, zone = value.rpartition(" ")
+        if zone.upper() not in ("UTC", "GMT"):
+            return None
+        try:
+            stamp = datetime.fromisoformat(head + "+00:00")
+        except ValueError:
+            return None
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _status_refused(value: str) -> str:
+    word = value.strip().lower()
+    if word in UNCONFIRMED:
+        return "unconfirmed (pending double opt-in)"
+    if word.lstrip("-").isdecimal():
+        # Each tool numbers its statuses its own way (TinyNews: 1 and 2 subscribed, 0 and 4
+        # not) and the file does not say which tool wrote it: a guess could mail someone who
+        # left, so the row waits in the rejects file for the word.
+        return (f"numeric status: {value!r} (tool-specific code; write it as active, "
+                "unsubscribed, bounced or complained)")
+    return f"unknown status: {value!r}"
+
+
+def _signal_refused(header: str, value: str) -> str:
+    return f"unknown value in column {header!r}: {value!r}"
+
+
+StatusColumn = tuple[int, dict[str, str], str | None, Callable[[str], str]]
+
+
+def _strictest(columns: tuple[StatusColumn, ...], values: list[str]) -> str:
+    """The strictest status the row's status columns give; raises ValueError to refuse it."""
+    status = "active"
+    for index, said, otherwise, refused in columns:
+        word = said.get(values[index].strip().lower(), otherwise)
+        if word is None:
+            raise ValueError(refused(values[index]))
+        if STRICTNESS[word] > STRICTNESS[status]:
+            status = word
+    return status
 
 
 class RowReader:
@@ -64,6 +104,15 @@ class RowReader:
         self.width = len(mapping.header)
         self.columns = [(index, key, TypedColumn(key, convert))
                         for index, key, convert in mapping.attributes]
+        # (index, value -> status, the status of any other value or None, the reject reason
+        # for a value it refuses): the status column and the other tools' status signals.
+        statuses: list[StatusColumn] = []
+        if mapping.status is not None:
+            statuses.append((mapping.status, STATUS_ALIASES, None, _status_refused))
+        for index, signal in mapping.signals:
+            statuses.append((index, signal.said, signal.otherwise,
+                             partial(_signal_refused, mapping.header[index])))
+        self.statuses = tuple(statuses) if statuses else None
 
     def incoming(self, row: Row) -> Incoming:
         """``row`` as an :class:`Incoming`; raises ValueError with the reject reason."""
@@ -106,11 +155,9 @@ class RowReader:
                 parts.append(part)
         # The joined text is json.dumps(attributes) only when the columns alone made the dict.
         encoded = None if m.attributes_json is not None else "{" + ", ".join(parts) + "}"
-        status = None
-        if m.status is not None:
-            status = STATUS_ALIASES.get(values[m.status].strip().lower())
-            if status is None:
-                raise ValueError(f"unknown status: {values[m.status]!r}")
+        # A file without status columns pays one test per row: a loop over no columns would
+        # still make an iterator, and its variables here would make every row's frame larger.
+        status = None if self.statuses is None else _strictest(self.statuses, values)
         lists = self.default_lists
         if m.lists is not None:
             lists = lists + tuple(
@@ -126,7 +173,7 @@ class RowReader:
             stamp = _timestamp(text) if text else None
             if column_index is not None and text and stamp is None:
                 # Not a timestamp we can read: kept as an attribute rather than lost.
-                attributes[m.header[column_index]] = values[column_index]
+                attributes[m.header[column_index]] = text
                 encoded = None
             stamps.append(stamp)
         return Incoming(email, name, attributes, status, lists, stamps[0], stamps[1], row.line,

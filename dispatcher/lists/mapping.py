@@ -6,6 +6,11 @@ Excel ``E-Mail``). Columns we do not know become attributes, their values
 typed (integers, decimals, booleans) so ``where: age >= 18`` compares numbers;
 ISO dates stay strings, and anything that would not survive the trip back
 to text unchanged (``007``, ``1e3``, ``+49...``) stays a string too.
+
+Some tools say who left in columns of their own rather than in a status
+column (Mailchimp ``UNSUB_TIME``, Ghost ``subscribed_to_emails``, ...):
+:data:`STATUS_SIGNALS` names them, and a row's status is the strictest that
+any of its columns gives.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ for _field, _names in {
                   "nachname", "nom"),
     STATUS: ("status", "subscriber status"),
     LISTS: ("lists",),
-    CREATED: ("created_at", "created", "date added"),
-    UPDATED: ("updated_at", "updated"),
+    # Signup dates: TinyNews "Created at", Curated "Subscribed at", Mailchimp "OPTIN_TIME".
+    CREATED: ("created_at", "created", "created at", "date added", "subscribed at",
+              "optin_time"),
+    UPDATED: ("updated_at", "updated", "updated at"),
     ATTRIBUTES: ("attributes", "attribs"),
 }.items():
     for _name in _names:
@@ -47,10 +54,16 @@ TYPES = ("auto", "text", "int", "decimal", "bool", "date", "json")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,14})\.[0-9]{1,15}")
 _BOOLS = {"true": True, "false": False}
+TRUE_WORDS = ("true", "yes", "y", "1", "on")
+FALSE_WORDS = ("false", "no", "n", "0", "off")
 
 
 def auto_value(value: str) -> Any:
-    """``value`` as int, float or bool when it reads back as the same text; else the string."""
+    """``value``, trimmed, as int, float or bool when it reads back as the same text; else the
+    trimmed string."""
+    # Spaces around a value are the file's accident, not data: " Dolor " would greet
+    # "Hi  Dolor ,". Each column converts a distinct text once, so rows pay nothing for it.
+    value = value.strip()
     if not value:
         return value
     head = value[0]
@@ -69,7 +82,8 @@ def auto_value(value: str) -> Any:
 
 
 def typed_value(value: str, kind: str) -> Any:
-    """``value`` converted as ``--map`` declared; raises ValueError naming what was expected."""
+    """``value`` (already trimmed) converted as ``--map`` declared; raises ValueError naming
+    what was expected."""
     if kind == "auto":
         return auto_value(value)
     if kind == "text":
@@ -79,14 +93,14 @@ def typed_value(value: str, kind: str) -> Any:
     if kind == "decimal":
         return float(value)
     if kind == "bool":
-        lowered = value.strip().lower()
-        if lowered in ("true", "yes", "y", "1", "on"):
+        lowered = value.lower()
+        if lowered in TRUE_WORDS:
             return True
-        if lowered in ("false", "no", "n", "0", "off"):
+        if lowered in FALSE_WORDS:
             return False
         raise ValueError(f"not a boolean: {value!r}")
     if kind == "date":
-        return date.fromisoformat(value.strip()).isoformat()
+        return date.fromisoformat(value).isoformat()
     parsed = json.loads(value)
     return parsed
 
@@ -129,6 +143,59 @@ def parse_map(specs: Sequence[str]) -> list[Rule]:
     return rules
 
 
+STATUS_ALIASES = {
+    "active": "active", "subscribed": "active", "enabled": "active", "confirmed": "active",
+    "": "active",
+    "unsubscribed": "unsubscribed", "blocklisted": "unsubscribed", "blacklisted": "unsubscribed",
+    "disabled": "unsubscribed", "opted out": "unsubscribed", "inactive": "unsubscribed",
+    "bounced": "bounced", "cleaned": "bounced", "hard bounce": "bounced",
+    "complained": "complained", "spam": "complained", "marked as spam": "complained",
+}
+# Never confirmed their address (double opt-in): there is no consent to mail them on, so
+# they must not be active; stored as unsubscribed they would be recorded as having left,
+# and once they confirm, re-importing them would take --resubscribe, which is meant for
+# people who left. So their rows are rejected with this reason, to be imported once confirmed.
+UNCONFIRMED = frozenset(("pending", "unconfirmed"))
+
+# Where a row's columns disagree (beehiiv: status "active" and an unsubscribed_at date),
+# the strictest status wins: a sign that someone left is never outvoted by another
+# column. A complaint outranks a bounce, as in the suppression policy, which treats it as
+# an unsubscribe from every list as well.
+STRICTNESS = {"active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What the values of a column that is not a status column say about the status."""
+
+    # value, trimmed and lower-cased -> status
+    said: dict[str, str]
+    # The status any other value says; None: another value rejects the row, as an unknown
+    # status does (a guess could mail someone who left).
+    otherwise: str | None = None
+
+
+def _dated(status: str) -> Signal:
+    """A date filled in when, and only when, the person left."""
+    return Signal({"": "active"}, status)
+
+
+STATUS_SIGNALS: dict[str, Signal] = {
+    # Mailchimp's export zip holds a file per status; the unsubscribed and the cleaned
+    # (hard-bounced) files say which they are by these dates, filled on every row.
+    "unsub_time": _dated("unsubscribed"),
+    "clean_time": _dated("bounced"),
+    # beehiiv: set on people who left, even where its status column still says active.
+    "unsubscribed_at": _dated("unsubscribed"),
+    # Substack: the reader turned its emails off.
+    "email_disabled": Signal({**dict.fromkeys((*FALSE_WORDS, ""), "active"),
+                              **dict.fromkeys(TRUE_WORDS, "unsubscribed")}),
+    # Ghost: empty and null mean subscribed, as Ghost's own importer reads them.
+    "subscribed_to_emails": Signal({**dict.fromkeys((*TRUE_WORDS, "", "null"), "active"),
+                                    **dict.fromkeys(FALSE_WORDS, "unsubscribed")}),
+}
+
+
 @dataclass
 class Mapping:
     """Which column index feeds which field, decided once per file."""
@@ -144,12 +211,15 @@ class Mapping:
     # (index, attribute key, converter) for every other non-empty column.
     attributes: list[tuple[int, str, Callable[[str], Any]]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    # (index, signal) for each column of STATUS_SIGNALS.
+    signals: list[tuple[int, Signal]] = field(default_factory=list)
 
 
 def _converter(kind: str) -> Callable[[str], Any]:
     if kind == "auto":
         return auto_value
-    return lambda value: typed_value(value, kind)
+    # Trimmed as auto_value trims.
+    return lambda value: typed_value(value.strip(), kind)
 
 
 def build_mapping(header: list[str], rules: Sequence[Rule] = (),
@@ -166,6 +236,7 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
     slots: dict[str, int] = {}
     attributes: list[tuple[int, str, Callable[[str], Any]]] = []
     ignored: list[str] = []
+    signals: list[tuple[int, Signal]] = []
     used_keys: set[str] = set()
     for index, title in enumerate(header):
         lowered = title.lower()
@@ -174,6 +245,12 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
             target, kind = ATTRIBUTES, "json"
         elif rule is not None:
             target, kind = rule.target, rule.kind
+        elif lowered in STATUS_SIGNALS:
+            # Read into the status and not kept, like a status column: as an attribute it
+            # would contradict the status once that changes here, and a later import of our
+            # own export would read the stale value as a signal again.
+            signals.append((index, STATUS_SIGNALS[lowered]))
+            continue
         else:
             target, kind = ALIASES.get(lowered, title), "auto"
         if not target or target == "-":
@@ -195,14 +272,4 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
             "name it with --map \"Column=email\"", path=path, line=1)
     return Mapping(header, slots[EMAIL], slots.get(NAME), slots.get(STATUS), slots.get(LISTS),
                    slots.get(CREATED), slots.get(UPDATED), slots.get(ATTRIBUTES), attributes,
-                   ignored)
-
-
-STATUS_ALIASES = {
-    "active": "active", "subscribed": "active", "enabled": "active", "confirmed": "active",
-    "unconfirmed": "active", "": "active",
-    "unsubscribed": "unsubscribed", "blocklisted": "unsubscribed", "blacklisted": "unsubscribed",
-    "disabled": "unsubscribed", "opted out": "unsubscribed",
-    "bounced": "bounced", "cleaned": "bounced", "hard bounce": "bounced",
-    "complained": "complained", "spam": "complained", "marked as spam": "complained",
-}
+                   ignored, signals)
