@@ -186,6 +186,9 @@ def test_beehiiv_columns_become_fields(store: Store, tmp_path: Path) -> None:
     assert (subs["ipsum@example.com"][2]["first_name"],
             subs["ipsum@example.com"][2]["last_name"]) == ("Ipsum", "Name")
     assert subs["nullfirst@example.com"][2]["last_name"] == "Last Only"
+    # A first name of one space is no first name: a template's default still applies.
+    assert subs["dolor@example.com"][2] == {"last_name": "Dolor Name", "tier": "free",
+                                            "Free Tier": "Yes", "Premium Tier": "No"}
 
 
 def test_beehiiv_pending_is_rejected_as_unconfirmed(store: Store, tmp_path: Path) -> None:

@@ -28,11 +28,13 @@ DISTINCT = 20_000
 _IMMUTABLE = frozenset((str, int, float, bool))
 
 
-class TypedColumn(dict[str, tuple[Any, str]]):
+class TypedColumn(dict[str, tuple[Any, str | None]]):
     """Text -> (typed value, ``"key": value`` as ``json.dumps`` writes it), filled on demand.
 
     ``convert`` raises ValueError for a text it refuses; nothing is remembered then.
     Mutable values (``json`` typed dicts and lists) are never shared between rows.
+    A field of spaces is an empty field, (None, None): no attribute, so a template's
+    ``default`` still applies ("Hi there", not "Hi ").
     """
 
     def __init__(self, key: str, convert: Callable[[str], Any]) -> None:
@@ -40,7 +42,10 @@ class TypedColumn(dict[str, tuple[Any, str]]):
         self.convert = convert
         self.prefix = json.dumps(key) + ": "
 
-    def __missing__(self, text: str) -> tuple[Any, str]:
+    def __missing__(self, text: str) -> tuple[Any, str | None]:
+        if text.isspace():
+            self[text] = (None, None)
+            return (None, None)
         value = self.convert(text)
         entry = (value, self.prefix + json.dumps(value))
         if type(value) in _IMMUTABLE and len(self) < DISTINCT:
@@ -149,10 +154,12 @@ class RowReader:
             text = values[index]
             if text:
                 try:
-                    attributes[key], part = column[text]
+                    value, part = column[text]
                 except ValueError as exc:
                     raise ValueError(f"bad value: column {m.header[index]!r}: {exc}") from None
-                parts.append(part)
+                if part is not None:
+                    attributes[key] = value
+                    parts.append(part)
         # The joined text is json.dumps(attributes) only when the columns alone made the dict.
         encoded = None if m.attributes_json is not None else "{" + ", ".join(parts) + "}"
         # A file without status columns pays one test per row: a loop over no columns would
