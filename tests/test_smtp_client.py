@@ -59,22 +59,17 @@ def test_several_messages_per_connection_with_per_recipient_replies() -> None:
         assert relay.handler.sessions == 1
 
 
-async def _pipelining_only_server(
-    seen: list[bytes],
-) -> tuple[asyncio.Server, Callable[[], int]]:
-    """Answers nothing of an envelope until MAIL, RCPT and DATA all arrived: only a pipelining
-    client gets through (a stepwise one waits for the MAIL reply and times out)."""
+Exchange = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _scripted_server(exchange: Exchange) -> tuple[asyncio.Server, Callable[[], int]]:
+    """A raw ESMTP server offering PIPELINING that runs ``exchange`` between EHLO and QUIT."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 raw ESMTP\r\n")
         await reader.readline()
         writer.write(b"250-raw\r\n250 PIPELINING\r\n")
-        envelope = [await reader.readline() for _ in range(3)]
-        seen.extend(envelope)
-        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        while await reader.readline() != b".\r\n":
-            pass
-        writer.write(b"250 done\r\n")
+        await exchange(reader, writer)
         await reader.readline()
         writer.write(b"221 bye\r\n")
         await writer.drain()
@@ -82,6 +77,26 @@ async def _pipelining_only_server(
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     return server, lambda: int(server.sockets[0].getsockname()[1])
+
+
+async def _to_end_of_data(reader: asyncio.StreamReader) -> None:
+    while await reader.readline() != b".\r\n":
+        pass
+
+
+async def _pipelining_only_server(
+    seen: list[bytes],
+) -> tuple[asyncio.Server, Callable[[], int]]:
+    """Answers nothing of an envelope until MAIL, RCPT and DATA all arrived: only a pipelining
+    client gets through (a stepwise one waits for the MAIL reply and times out)."""
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.extend([await reader.readline() for _ in range(3)])
+        writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        await _to_end_of_data(reader)
+        writer.write(b"250 done\r\n")
+
+    return await _scripted_server(exchange)
 
 
 def test_envelope_is_pipelined_in_one_write() -> None:
@@ -102,26 +117,16 @@ async def _holding_server(seen: list[bytes]) -> tuple[asyncio.Server, Callable[[
     """Answers a message's content only once the next envelope came with it: only a client
     that holds the content for the next message's envelope gets through."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 raw ESMTP\r\n")
-        await reader.readline()
-        writer.write(b"250-raw\r\n250 PIPELINING\r\n")
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.extend([await reader.readline() for _ in range(3)])
         writer.write(b"250 ok\r\n250 ok\r\n354 go\r\n")
-        while await reader.readline() != b".\r\n":
-            pass
+        await _to_end_of_data(reader)
         seen.extend([await reader.readline() for _ in range(3)])
         writer.write(b"250 first\r\n250 ok\r\n250 ok\r\n354 go\r\n")
-        while await reader.readline() != b".\r\n":
-            pass
+        await _to_end_of_data(reader)
         writer.write(b"250 second\r\n")
-        await reader.readline()
-        writer.write(b"221 bye\r\n")
-        await writer.drain()
-        writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, lambda: int(server.sockets[0].getsockname()[1])
+    return await _scripted_server(exchange)
 
 
 def test_held_content_goes_out_with_the_next_envelope() -> None:
