@@ -3,10 +3,12 @@
 Per row, Python's part of the general path (JSON decoding, one text per value,
 quoting checks) cost about 2.4 times as much CPU as SQLite building the same
 line from the stored JSON (970,623 rows: 20 s against 8.2 s). So SQLite
-writes each line but its list names; a line that might need CSV quoting, or
-holds an array or object value, or a row changed since the export began, is
-written by the general path instead (:class:`.export_format.RowText`), so every
-line is still exactly what that path writes.
+writes each line but its list names; a line that might need CSV quoting, or a
+row changed since the export began, is written by the general path instead
+(:class:`.export_format.RowText`), so every line is still exactly what that
+path writes. Arrays and objects need no check of their own: SQLite keeps their
+tokens too, and one that json.dumps would write differently (``[1, 2]``, any
+key or string) has a comma or a quote, so its line goes the general way.
 
 SQLite's ``->`` gives a number as the token stored, which is ``repr`` of the
 number, as the general path writes it, because the store's JSON comes from
@@ -101,7 +103,7 @@ def texts(store: Store, conn: sa.Connection, options: ExportOptions, keys: Seque
         lines: list[str | None] = []
         redo: dict[int, int] = {}
         for row_id, head, list_ids, tail in rows:
-            if tail is not None and "[" not in tail and "{" not in tail:
+            if tail is not None:
                 line = f"{head},{lists[list_ids]},{tail}"
                 if plain_line(line, width):
                     lines.append(line)
