@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from dispatcher.errors import StoreError
 from dispatcher.lists import export_sqlite, exporter
 from dispatcher.lists.export_format import RowText
-from dispatcher.lists.export_query import id_span
+from dispatcher.lists.export_query import export_query, id_span
 from dispatcher.lists.export_workers import ExportPool, id_ranges, shareable
 from dispatcher.lists.exporter import ExportOptions, export_csv
 from dispatcher.store import Store
@@ -114,6 +114,24 @@ def test_only_a_store_on_disk_or_a_server_is_shared_with_workers(store: Store) -
     memory = Store.open("sqlite://")
     assert not shareable(memory)
     memory.close()
+
+
+def test_a_list_export_reads_one_id_range_of_members_at_a_time(
+        store: Store, tmp_path: Path) -> None:
+    """Each range's query searches members by id, not the whole list once per range."""
+    load_fixtures(store, tmp_path)
+    query = export_query(store, ExportOptions(list_name="listmonk"), ids=(2, 4))
+    with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(
+            ("EXPLAIN " if store.dialect == "postgresql" else "EXPLAIN QUERY PLAN ") + sql))
+    if store.dialect == "postgresql":
+        assert "subscriber_id > 2" in plan and "subscriber_id <= 4" in plan
+    else:
+        assert "LIST SUBQUERY" not in plan
+        assert "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in plan
 
 
 def test_on_postgresql_the_workers_read_one_snapshot(store: Store, tmp_path: Path) -> None:

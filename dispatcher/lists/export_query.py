@@ -60,8 +60,16 @@ def export_query(store: Store, options: ExportOptions,
         list_id = find_list(store, options.list_name)
         if list_id is None:
             raise NotFoundError(f"no list called {options.list_name!r}")
-        query = query.where(subscriber_t.c.id.in_(
-            sa.select(membership_t.c.subscriber_id).where(membership_t.c.list_id == list_id)))
+        # EXISTS, not IN: for IN, SQLite walks the whole list's members for every id
+        # range an export reads, and PostgreSQL scans them all unless the range is also
+        # on membership (it does not carry s.id's range over); a 1M-row list exported
+        # 3-4x slower than the whole table.
+        member = sa.exists().where(membership_t.c.list_id == list_id,
+                                   membership_t.c.subscriber_id == subscriber_t.c.id)
+        if ids is not None:
+            member = member.where(membership_t.c.subscriber_id > ids[0],
+                                  membership_t.c.subscriber_id <= ids[1])
+        query = query.where(member)
     if options.status != "all":
         query = query.where(subscriber_t.c.status == options.status)
     if options.where:
