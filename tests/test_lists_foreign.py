@@ -10,6 +10,7 @@ still does differently from such a sender's expectations is in foreign/FINDINGS.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from dispatcher.cli import app
+from dispatcher.errors import ConfigError, ListFileError
 from dispatcher.lists.importer import ImportOptions, ImportReport, import_file
 from dispatcher.store import Store
 from dispatcher.store.models import Subscriber
@@ -233,37 +237,69 @@ def test_tinynews_second_layout(store: Store, tmp_path: Path) -> None:
                                                               tzinfo=UTC)
 
 
-def test_tinynews_first_layout_numeric_statuses_are_refused_until_written_as_words(
-        store: Store, tmp_path: Path) -> None:
+def test_tinynews_numeric_statuses_are_refused_until_the_sender_says_what_they_mean(
+        workspace: Path, store_url: str) -> None:
     # Numbered statuses differ from tool to tool and the file does not say it is TinyNews's.
-    load(store, tmp_path, "tinynews_subs_v1.csv")
-    got = rejects(tmp_path, "tinynews_subs_v1.csv")
+    target = workspace / "tinynews_subs_v1.csv"
+    shutil.copy(FOREIGN / target.name, target)
+    first = CliRunner().invoke(app, ["import", target.name, "--list", "moved", "--json"],
+                               catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["added"] == 0
+    got = rejects(workspace, target.name)
     assert [(r[0], r[1]) for r in got[1:]] == [
-        (line, f"numeric status: '{code}' (tool-specific code; write it as active, "
-               "unsubscribed, bounced or complained)") for line, code in
+        (line, f"numeric status: '{code}' (tool-specific code; say what each code means "
+               'with --status-map, e.g. "1=active,0=unsubscribed")') for line, code in
         (("2", "1"), ("3", "4"), ("4", "0"))]
+    store = Store.open(store_url)
     assert subscribers(store) == {}
-    # The sender writes the words (TryGhost/migrate: 1 and 2 subscribed, anything else not).
-    with (FOREIGN / "tinynews_subs_v1.csv").open(encoding="utf-8", newline="") as f:
-        table = list(csv.reader(f))
-    status = table[0].index("Status")
-    for row in table[1:]:
-        row[status] = "active" if row[status] in ("1", "2") else "unsubscribed"
-    fixed = tmp_path / "tinynews_words.csv"
-    with fixed.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(table)
-    report = import_file(store, fixed, ImportOptions(list_name="moved"))
-    assert (report.added, report.rejected_total) == (3, 0)
+    # TryGhost/migrate reads TinyNews's 1 and 2 as subscribed, anything else as not.
+    second = CliRunner().invoke(app, [
+        "import", target.name, "--list", "moved", "--json",
+        "--status-map", "1=active, 2=subscribed", "--status-map", "0=unsubscribed,4=unsubscribed"],
+        catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert (json.loads(second.output)["added"], json.loads(second.output)["rejected"]) == (3, {})
     subs = subscribers(store)
+    store.close()
     lorem = subs["lorem@example.com"]
     assert (lorem[0], lorem[1], lorem[2]["Channel id"], lorem[2]["Tier title"],
             lorem[2]["Id"]) == ("Lorem Ipsum", "active", 1234, "default", 456789)
-    assert created_at(store, "lorem@example.com") == datetime(2022, 10, 28, 22, 18, 42,
-                                                              tzinfo=UTC)
     dolor = subs["dolor@example.com"]
     assert (dolor[0], dolor[1], dolor[2]["last_name"], dolor[2]["Tags"]) == (
         "Dolor", "unsubscribed", "Simet", "Multiple Tags,Example, More tags")
     assert subs["nosub@example.com"][1] == "unsubscribed"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--status-map", "1"], "--status-map '1': expected \"value=status\" pairs"),
+    (["--status-map", "1=gone"], "--status-map '1=gone': expected"),
+    (["--status-map", "=active"], "--status-map '=active': expected"),
+    (["--status-map", "1=active,1=unsubscribed"], "'1' is given as both active and unsubscribed"),
+    # What a row already says about leaving is not the map's to soften.
+    (["--status-map", "Unsubscribed=active"],
+     "'unsubscribed' means unsubscribed, and a map may not make it more active"),
+    (["--status-map", "cleaned=unsubscribed"], "'cleaned' means bounced"),
+    (["--status-map", "pending=active"], "'pending' rows never confirmed their address"),
+])
+def test_a_status_map_that_says_nothing_clear_stops_the_import(
+        workspace: Path, store_url: str, args: list[str], message: str) -> None:
+    target = workspace / "tinynews_subs_v1.csv"
+    shutil.copy(FOREIGN / target.name, target)
+    result = CliRunner().invoke(app, ["import", target.name, "--list", "moved", *args])
+    assert isinstance(result.exception, ConfigError)
+    assert message in str(result.exception)
+    assert not (workspace / (target.name + ".rejects.csv")).exists()
+
+
+def test_a_status_map_needs_a_status_column(workspace: Path, store_url: str) -> None:
+    target = workspace / "mautic_contacts.csv"
+    shutil.copy(FOREIGN / target.name, target)
+    result = CliRunner().invoke(app, ["import", target.name, "--list", "moved",
+                                      "--status-map", "1=active"])
+    assert isinstance(result.exception, ListFileError)
+    assert (result.exception.line, result.exception.path) == (1, target.name)
+    assert "--status-map: the file has no status column" in str(result.exception)
 
 
 def test_padded_names_are_trimmed(store: Store, tmp_path: Path) -> None:

@@ -231,8 +231,8 @@ def test_status_columns_of_other_tools_and_the_strictest_status_wins(store: Stor
     assert [row[:2] for row in rejects(f)[1:]] == [
         ["9", "unknown value in column 'subscribed_to_emails': 'maybe'"],
         ["10", "unconfirmed (pending double opt-in)"],
-        ["11", "numeric status: '2' (tool-specific code; write it as active, unsubscribed, "
-               "bounced or complained)"]]
+        ["11", "numeric status: '2' (tool-specific code; say what each code means with "
+               '--status-map, e.g. "1=active,0=unsubscribed")']]
     subs = subscribers(store)
     assert {e: s for e, (_, s, _) in subs.items()} == {
         "a@example.com": "active", "b@example.com": "unsubscribed",

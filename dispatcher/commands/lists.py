@@ -19,7 +19,7 @@ from dispatcher.lists import admin
 from dispatcher.lists.addresses import MXChecker
 from dispatcher.lists.exporter import STATUSES, ExportOptions, export_csv
 from dispatcher.lists.importer import ImportOptions, ImportReport, import_file
-from dispatcher.lists.mapping import parse_map
+from dispatcher.lists.mapping import parse_map, parse_status_map
 
 
 def import_(
@@ -37,6 +37,9 @@ def import_(
         "json); field '-' ignores the column. Repeatable.")] = None,
     attributes_json: Annotated[str | None, typer.Option(
         "--attributes-json", help="Column holding a JSON object of attributes.")] = None,
+    status_map: Annotated[list[str] | None, typer.Option(
+        "--status-map", help="What the status column's own values mean, e.g. "
+        "\"1=active,2=active,0=unsubscribed\" (another tool's codes). Repeatable.")] = None,
     delimiter: Annotated[str | None, typer.Option(
         help="Field delimiter (default: sniffed from the header among , ; tab |).")] = None,
     check_mx: Annotated[bool, typer.Option(
@@ -57,6 +60,7 @@ def import_(
     options = ImportOptions(
         list_name=list_name, mode=mode, dry_run=dry_run, resubscribe=resubscribe,
         rules=parse_map(mapping or []), attributes_json=attributes_json, delimiter=delimiter,
+        status_map=parse_status_map(status_map or []),
         mx=MXChecker() if check_mx else None)
     store = st.store
     size = file.stat().st_size if file.is_file() else None

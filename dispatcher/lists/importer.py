@@ -49,6 +49,8 @@ class ImportOptions:
     attributes_json: str | None = None
     delimiter: str | None = None
     mx: MXChecker | None = None
+    # --status-map: the file's own status values (lower-cased) -> our status.
+    status_map: dict[str, str] = field(default_factory=dict)
     batch: int = BATCH
 
 
@@ -160,6 +162,10 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
                           encoding_fallback=stream.sniffed.fallback, dry_run=options.dry_run)
     mapping = build_mapping(stream.header, options.rules, options.attributes_json,
                             path=str(path))
+    if options.status_map and mapping.status is None:
+        raise ListFileError("--status-map: the file has no status column (columns: "
+                            f"{', '.join(stream.header)}); name it with --map \"Column=status\"",
+                            path=str(path), line=1)
     if options.list_name is None and mapping.lists is None:
         raise ListFileError("name the list to import into with --list (the file has no "
                             "'lists' column)", path=str(path))
@@ -185,7 +191,7 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
     # alive ends up in the oldest generation and brings the next full pass nearer.
     items: list[Incoming] = []
     rows: list[tuple[int, tuple[str, ...]]] = []
-    incoming = RowReader(mapping, default_lists).incoming
+    incoming = RowReader(mapping, default_lists, options.status_map).incoming
 
     def flush() -> None:
         batch = items

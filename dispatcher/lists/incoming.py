@@ -76,8 +76,8 @@ def _status_refused(value: str) -> str:
         # Each tool numbers its statuses its own way (TinyNews: 1 and 2 subscribed, 0 and 4
         # not) and the file does not say which tool wrote it: a guess could mail someone who
         # left, so the row waits in the rejects file for the word.
-        return (f"numeric status: {value!r} (tool-specific code; write it as active, "
-                "unsubscribed, bounced or complained)")
+        return (f"numeric status: {value!r} (tool-specific code; say what each code means "
+                "with --status-map, e.g. \"1=active,0=unsubscribed\")")
     return f"unknown status: {value!r}"
 
 
@@ -103,7 +103,8 @@ def _strictest(columns: tuple[StatusColumn, ...], values: list[str]) -> str:
 class RowReader:
     """Turns rows of one file into :class:`Incoming`; built once per file from its mapping."""
 
-    def __init__(self, mapping: Mapping, default_lists: tuple[str, ...]) -> None:
+    def __init__(self, mapping: Mapping, default_lists: tuple[str, ...],
+                 status_map: dict[str, str] | None = None) -> None:
         self.m = mapping
         self.default_lists = default_lists
         self.width = len(mapping.header)
@@ -113,7 +114,8 @@ class RowReader:
         # for a value it refuses): the status column and the other tools' status signals.
         statuses: list[StatusColumn] = []
         if mapping.status is not None:
-            statuses.append((mapping.status, STATUS_ALIASES, None, _status_refused))
+            said = {**STATUS_ALIASES, **status_map} if status_map else STATUS_ALIASES
+            statuses.append((mapping.status, said, None, _status_refused))
         for index, signal in mapping.signals:
             statuses.append((index, signal.said, signal.otherwise,
                              partial(_signal_refused, mapping.header[index])))

@@ -164,6 +164,39 @@ UNCONFIRMED = frozenset(("pending", "unconfirmed"))
 STRICTNESS = {"active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
 
 
+def parse_status_map(specs: Sequence[str]) -> dict[str, str]:
+    """``--status-map "1=active,0=unsubscribed"`` (repeatable): a file's own status values.
+
+    Values are matched trimmed and case-blind, as status words are; each names one of
+    our statuses (or a word :data:`STATUS_ALIASES` knows, like ``subscribed``). A word
+    that already says someone left cannot be made to say less (``unsubscribed=active``
+    would mail people who asked to stop: that takes ``--resubscribe``), and unconfirmed
+    sign-ups stay refused whatever the map says.
+    """
+    said: dict[str, str] = {}
+    for spec in specs:
+        for pair in spec.split(","):
+            value, sep, word = pair.partition("=")
+            value = value.strip().lower()
+            status = STATUS_ALIASES.get(word.strip().lower()) if word.strip() else None
+            if not sep or not value or status is None:
+                raise ConfigError(f"--status-map {spec!r}: expected \"value=status\" pairs "
+                                  "separated by commas, status one of active, unsubscribed, "
+                                  "bounced, complained")
+            if value in UNCONFIRMED:
+                raise ConfigError(f"--status-map {spec!r}: {value!r} rows never confirmed "
+                                  "their address; import them once they have")
+            known = STATUS_ALIASES.get(value)
+            if known is not None and STRICTNESS[status] < STRICTNESS[known]:
+                raise ConfigError(f"--status-map {spec!r}: {value!r} means {known}, and a map "
+                                  "may not make it more active (that is --resubscribe)")
+            if said.get(value, status) != status:
+                raise ConfigError(f"--status-map: {value!r} is given as both {said[value]} "
+                                  f"and {status}")
+            said[value] = status
+    return said
+
+
 @dataclass(frozen=True)
 class Signal:
     """What the values of a column that is not a status column say about the status."""
