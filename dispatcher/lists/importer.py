@@ -23,6 +23,7 @@ from dispatcher.lists.addresses import MXChecker, domain_of
 from dispatcher.lists.incoming import RowReader
 from dispatcher.lists.mapping import Rule, build_mapping
 from dispatcher.lists.reader import RowStream, open_rows
+from dispatcher.lists.seen import MEMORY_BUDGET, SeenAddresses
 from dispatcher.store.database import Store
 from dispatcher.store.subscribers import (
     MODES,
@@ -52,6 +53,8 @@ class ImportOptions:
     # --status-map: the file's own status values (lower-cased) -> our status.
     status_map: dict[str, str] = field(default_factory=dict)
     batch: int = BATCH
+    # Bytes of addresses kept in memory to merge the file's duplicates; past it, on disk.
+    seen_memory: int = MEMORY_BUDGET
 
 
 @dataclass
@@ -183,9 +186,8 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
     for name in default_lists:
         list_id(name)
     rejects = _Rejects(path.with_name(path.name + ".rejects.csv"), stream.header, report)
-    # A dict of str keys and None values is left out of the garbage collector's
-    # passes, where a set of a million addresses would be walked at every pass.
-    seen: dict[str, None] = {}
+    seen = SeenAddresses(options.seen_memory)
+    taken = seen.recent
     # The batch keeps each row's fields as a tuple of strings (for the rejects file),
     # which the garbage collector stops tracking: every tracked object a batch keeps
     # alive ends up in the oldest generation and brings the next full pass nearer.
@@ -195,9 +197,16 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
 
     def flush() -> None:
         batch = items
+        batch_rows = rows
+        repeats = seen.earlier([i.email for i in batch])
+        if repeats:
+            report.duplicates += len(repeats)
+            kept = [k for k, item in enumerate(batch) if item.email not in repeats]
+            batch = [batch[k] for k in kept]
+            batch_rows = [rows[k] for k in kept]
         if options.mx is not None:
             verdicts = options.mx.check(domain_of(i.email) for i in batch)
-            for (line, values), item in zip(rows, batch, strict=True):
+            for (line, values), item in zip(batch_rows, batch, strict=True):
                 reason = verdicts[domain_of(item.email)]
                 if reason is not None:
                     rejects.add(line, values, f"no mail server: {reason}")
@@ -209,7 +218,7 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
         result = write_batch(store, batch, list_ids, mode=options.mode,
                              resubscribe=options.resubscribe, dry_run=options.dry_run)
         if result.refused:
-            by_line = dict(rows)
+            by_line = dict(batch_rows)
             for item, reason in result.refused:
                 rejects.add(item.line, by_line[item.line], reason)
         report.added += result.added
@@ -234,10 +243,10 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
             except ValueError as exc:
                 rejects.add(row.line, values, str(exc))
                 continue
-            if item.email in seen:
+            if item.email in taken:
                 report.duplicates += 1
                 continue
-            seen[item.email] = None
+            taken[item.email] = None
             items.append(item)
             rows.append((row.line, tuple(values)))
             if len(items) >= options.batch:
@@ -245,6 +254,7 @@ def _import_stream(store: Store, path: Path, stream: RowStream, options: ImportO
         if items:
             flush()
     finally:
+        seen.close()
         rejects.close()
         report.recovered_lines = len(stream.recovered_lines)
     return report
