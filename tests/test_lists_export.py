@@ -94,6 +94,40 @@ def test_round_trip_export_import_export_is_identical(
     assert second == first
 
 
+def test_keys_named_like_our_columns_and_odd_dates_survive_the_round_trip(
+        store: Store, tmp_path: Path) -> None:
+    # "Date added" and "created_at" whose text is no date we can read stay attributes; a
+    # year before 1000 is written with four digits (strftime wrote "1-01-01").
+    source = tmp_path / "odd.csv"
+    source.write_text(
+        "email,Date added,created_at,attributes\n"
+        'a@example.com,someday,0001-01-01 00:00:00,"{""email"": ""x"", ""Attribs"": 1,'
+        ' ""email_"": 2, ""Email"": 3}"\n'
+        "b@example.com,,0000-00-00 00:00:00,\n"
+        "c@example.com,2023-02-30,0001-01-01T00:00:00+01:00,\n", encoding="utf-8")
+    report = import_file(store, source, ImportOptions(list_name="odd"))
+    assert (report.added, report.rejected_total) == (3, 0)
+    first = export(store)
+    header = first.splitlines()[0].split(",")
+    assert header == ["email", "name", "status", "lists", "Attribs_", "Date added", "Email",
+                      "created_at_", "email_", "email__", "created_at", "updated_at"]
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(first))}
+    assert (rows["a@example.com"]["created_at"], rows["a@example.com"]["Date added"],
+            rows["a@example.com"]["email__"], rows["a@example.com"]["email_"]) == (
+        "0001-01-01T00:00:00+00:00", "someday", "x", "2")
+    assert rows["b@example.com"]["created_at_"] == "0000-00-00 00:00:00"
+    assert rows["c@example.com"]["created_at_"] == "0001-01-01T00:00:00+01:00"
+    assert rows["c@example.com"]["Date added"] == "2023-02-30"
+    path = tmp_path / "again.csv"
+    path.write_text(first, encoding="utf-8")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM membership"))
+        conn.execute(sa.text("DELETE FROM subscriber"))
+    again = import_file(store, path, ImportOptions())
+    assert (again.added, again.rejected_total) == (3, 0)
+    assert export(store) == first
+
+
 _FIELD = st.one_of(st.none(), st.text(alphabet=st.sampled_from('ab,"\n\r é;\t'), max_size=6))
 
 

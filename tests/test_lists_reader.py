@@ -20,6 +20,7 @@ from dispatcher.lists.reader import (
     open_rows,
     sniff_delimiter,
 )
+from dispatcher.store.models import sql_stamp
 
 DATA = Path(__file__).parent / "data" / "lists"
 
@@ -314,6 +315,30 @@ def test_row_attributes_as_json_are_what_json_dumps_writes(table: list[list[str]
     # Typed JSON values (dicts, lists) are never one object shared by two rows.
     shared = [id(v) for a in seen for v in a.values() if isinstance(v, dict | list)]
     assert len(shared) == len(set(shared))
+
+
+_STAMPS = st.one_of(
+    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0000-00-00",
+                     "2023-03-24 10:23:10 UTC", "2023-02-30", "0005-01-02", "2023-03-24T10:23Z"]),
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.text(st.characters(blacklist_characters="\x00"), max_size=12))  # NUL: its own reject
+
+
+@settings(max_examples=300, deadline=None)
+@given(_STAMPS, _STAMPS)
+def test_any_text_in_a_date_column_is_a_date_or_kept_as_written(
+        created: str, updated: str) -> None:
+    mapping = build_mapping(["email", "created_at", "Date added", "updated_at"])
+    item = RowReader(mapping, ("l",)).incoming(
+        Row(2, ["a@example.com", created, "someday", updated]))
+    for text, stamp, key in ((created, item.created_at, "created_at_"),
+                             (updated, item.updated_at, "updated_at_")):
+        if stamp is None:
+            assert item.attributes.get(key, "") == text.strip()
+        else:
+            assert stamp.tzinfo is not None and key not in item.attributes
+            assert sql_stamp(stamp)[:4].isdigit()
+    assert item.attributes["Date added"] == "someday"
 
 
 def test_a_quote_inside_a_header_name_is_text(tmp_path: Path) -> None:

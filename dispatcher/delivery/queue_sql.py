@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 
+from dispatcher.store.models import sql_stamp
+
 if TYPE_CHECKING:
     from dispatcher.delivery.queue import Outcome
 
@@ -33,12 +35,6 @@ class ClaimedRow(NamedTuple):
     name: str
     attributes: dict[str, Any]
     status: str
-
-
-def stamp(value: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME format (microseconds always written, so text order is
-    # time order); PostgreSQL reads the same text into its naive UTC timestamp columns.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _when(value: Any) -> datetime | None:
@@ -77,14 +73,14 @@ def suppressed(conn: Connection, hashes: Sequence[str]) -> set[str]:
 def write_outcomes(conn: Connection, campaign_id: int, outcomes: Sequence[Outcome], *,
                    relay: str, now: datetime) -> None:
     """Each outcome's delivery row and its event (``relay``: for outcomes naming none)."""
-    at = stamp(now)
+    at = sql_stamp(now)
     if conn.dialect.name == "postgresql":
         _write_pg(conn, campaign_id, outcomes, relay=relay, at=at)
         return
     conn.exec_driver_sql(_SQLITE_UPDATE, [
         (o.state, o.claimed.attempts + int(o.attempted), o.variant or o.claimed.variant,
          o.code, o.status, o.reply[:2000], o.message_id,
-         stamp(o.next_attempt_at) if o.next_attempt_at else None,
+         sql_stamp(o.next_attempt_at) if o.next_attempt_at else None,
          at if o.state == "sent" else None, o.relay or relay, at, at, o.claimed.delivery_id)
         for o in outcomes])
     conn.exec_driver_sql(_SQLITE_EVENTS, [
@@ -101,7 +97,7 @@ def _write_pg(conn: Connection, campaign_id: int, outcomes: Sequence[Outcome], *
         "attempts": o.claimed.attempts + int(o.attempted),
         "variant": o.variant or o.claimed.variant, "code": o.code, "status": o.status,
         "reply": o.reply[:2000], "message_id": o.message_id,
-        "next": stamp(o.next_attempt_at) if o.next_attempt_at else None,
+        "next": sql_stamp(o.next_attempt_at) if o.next_attempt_at else None,
         "sent": at if o.state == "sent" else None} for o in outcomes])))
     conn.exec_driver_sql(_PG_EVENTS, (at, campaign_id, json.dumps([{
         "kind": o.state, "subscriber_id": o.claimed.subscriber_id,

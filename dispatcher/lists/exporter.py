@@ -34,6 +34,7 @@ from dispatcher.lists.export_query import (
     list_names,
 )
 from dispatcher.lists.export_workers import ExportPool, id_ranges, shareable
+from dispatcher.lists.mapping import attribute_key
 from dispatcher.store.database import Store
 
 __all__ = ["STATUSES", "ExportOptions", "export_csv"]
@@ -120,6 +121,23 @@ def _serial_texts(store: Store, options: ExportOptions, keys: Sequence[str],
             yield lines.text(), len(batch)
 
 
+def _columns(keys: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The attribute keys in column order, and their columns' names.
+
+    A key named like one of our columns ("created_at", "attribs") gets a '_', as the
+    import names such a column, and the columns are sorted by name: so a file that
+    went through an import comes out the same.
+    """
+    taken = set(keys)
+    named: list[tuple[str, str]] = []
+    for key in keys:
+        name = key if attribute_key(key, ()) == key else attribute_key(key, taken)
+        taken.add(name)
+        named.append((name, key))
+    named.sort()
+    return [key for _, key in named], [name for name, _ in named]
+
+
 def export_csv(store: Store, out: TextIO, list_name: str | None = None,
                options: ExportOptions | None = None,
                progress: Callable[[int], None] | None = None, *,
@@ -139,7 +157,9 @@ def export_csv(store: Store, out: TextIO, list_name: str | None = None,
     with ExportPool(store, workers) if parallel else nullcontext() as pool:
         keys = [] if options.attributes_json else (
             pool.keys(options, ranges) if pool else _keys(store, query))
-        middle = ["attributes"] if options.attributes_json else keys
+        middle = ["attributes"]
+        if not options.attributes_json:
+            keys, middle = _columns(keys)
         header = CsvLines(len(middle) + 6)
         header.add(["email", "name", "status", "lists", *middle, "created_at", "updated_at"])
         out.write(header.text())

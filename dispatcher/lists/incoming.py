@@ -18,7 +18,13 @@ from functools import partial
 from typing import Any
 
 from dispatcher.lists.addresses import InvalidAddress, normalise_email
-from dispatcher.lists.mapping import STATUS_ALIASES, STRICTNESS, UNCONFIRMED, Mapping
+from dispatcher.lists.mapping import (
+    STATUS_ALIASES,
+    STRICTNESS,
+    UNCONFIRMED,
+    Mapping,
+    attribute_key,
+)
 from dispatcher.lists.reader import Row
 from dispatcher.store.subscribers import Incoming
 
@@ -65,7 +71,12 @@ def _timestamp(value: str) -> datetime | None:
             stamp = datetime.fromisoformat(head + "+00:00")
         except ValueError:
             return None
-    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    try:
+        return stamp.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        return None
 
 
 def _status_refused(value: str) -> str:
@@ -182,7 +193,7 @@ class RowReader:
             stamp = _timestamp(text) if text else None
             if column_index is not None and text and stamp is None:
                 # Not a timestamp we can read: kept as an attribute rather than lost.
-                attributes[m.header[column_index]] = text
+                attributes[attribute_key(m.header[column_index], attributes)] = text
                 encoded = None
             stamps.append(stamp)
         return Incoming(email, name, attributes, status, lists, stamps[0], stamps[1], row.line,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -229,6 +229,17 @@ STATUS_SIGNALS: dict[str, Signal] = {
 }
 
 
+def attribute_key(name: str, taken: Collection[str]) -> str:
+    """``name``, or ``name_``, ``name__`` ...: not a field's name, nor one in ``taken``.
+
+    As a column of our export, a key named like a field would be a second "created_at"
+    (or an "attributes" read back as JSON).
+    """
+    while name in taken or name in FIELDS or ALIASES.get(name.lower()) == ATTRIBUTES:
+        name += "_"
+    return name
+
+
 @dataclass
 class Mapping:
     """Which column index feeds which field, decided once per file."""
@@ -271,6 +282,11 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
     ignored: list[str] = []
     signals: list[tuple[int, Signal]] = []
     used_keys: set[str] = set()
+    # A column named exactly as a field takes it before an alias of that field does: our
+    # own export writes created_at after the attribute columns, one of which may be a
+    # "Date added" kept as written.
+    exact = {t.lower(): i for i, t in reversed(list(enumerate(header)))
+             if t.lower() in FIELDS and t.lower() not in by_header}
     for index, title in enumerate(header):
         lowered = title.lower()
         rule = by_header.get(lowered)
@@ -286,6 +302,8 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
             continue
         else:
             target, kind = ALIASES.get(lowered, title), "auto"
+            if exact.get(target, index) != index:
+                target = title
         if not target or target == "-":
             ignored.append(title)
             continue
@@ -294,9 +312,7 @@ def build_mapping(header: list[str], rules: Sequence[Rule] = (),
             continue
         if target in FIELDS or target in used_keys or not title:
             # A second email/name column, or a duplicate header: keep it, under its own name.
-            target = title or f"column_{index + 1}"
-            while target in used_keys or target in FIELDS:
-                target += "_"
+            target = attribute_key(title or f"column_{index + 1}", used_keys)
         used_keys.add(target)
         attributes.append((index, target, _converter(kind)))
     if EMAIL not in slots:

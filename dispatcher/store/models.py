@@ -44,6 +44,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def sql_stamp(value: datetime) -> str:
+    """``value`` as SQLAlchemy's SQLite DATETIME text, for statements written by hand.
+
+    Microseconds always written, so text order is time order; PostgreSQL reads the same
+    text into its naive UTC timestamp columns. Not strftime: it writes year 1 as "1",
+    which nothing reads back (files carry .NET's 0001-01-01 as "no date").
+    """
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _ts(**kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kw)
 

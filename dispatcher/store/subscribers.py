@@ -17,7 +17,7 @@ import json
 import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dispatcher.store.database import Store
-from dispatcher.store.models import SUBSCRIBER_STATES, utcnow
+from dispatcher.store.models import SUBSCRIBER_STATES, sql_stamp, utcnow
 from dispatcher.store.tables import event_t, mailing_list_t, subscriber_t, suppression_t
 
 MODES = ("upsert", "add", "overwrite")
@@ -159,10 +159,7 @@ class _Raw:
     # document per batch (json.dumps is C) unpacked by the server is ~10x cheaper.
     PG_IN = "IN (SELECT jsonb_array_elements_text(%s::jsonb))"
 
-    def stamp(self, value: datetime) -> str:
-        # SQLAlchemy's SQLite DATETIME storage format, microseconds always written;
-        # PostgreSQL parses the same text into its naive UTC timestamp column.
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    stamp = staticmethod(sql_stamp)
 
     def select_in(self, sql: str, values: Sequence[Any]) -> Sequence[Any]:
         if not values:
