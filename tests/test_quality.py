@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("tool", [
     [sys.executable, "-m", "mypy", "dispatcher"],
     [sys.executable, "-m", "ruff", "check", "dispatcher", "tests", "bench"],
-    ["lint-imports"],
+    # The script beside this interpreter: the venv need not be on PATH.
+    [str(Path(sys.executable).with_name("lint-imports"))],
 ], ids=["mypy", "ruff", "import-linter"])
 def test_tool_passes(tool: list[str]) -> None:
     result = subprocess.run(tool, cwd=REPO, capture_output=True, text=True, timeout=300,
