@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import random
 import shutil
+import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from dispatcher.errors import StoreError
+from dispatcher.lists import importer
 from dispatcher.lists.importer import ImportOptions, ImportReport, import_file
 from dispatcher.lists.seen import SeenAddresses
 from dispatcher.store import Store
@@ -80,3 +84,29 @@ def test_an_import_past_its_memory_budget_counts_and_writes_the_same(
         k: v for k, v in expected.as_dict().items() if k not in ("file", "rejects_file")}
     assert got_rejects == expected_rejects
     assert subscribers(store) == expected_rows
+
+
+class _SmallDisk(SeenAddresses):
+    """A temporary database that fills up after its first pages, as on a full disk."""
+
+    def _spill(self) -> sqlite3.Connection:
+        db = super()._spill()
+        db.execute("PRAGMA max_page_count = 4")
+        return db
+
+
+def test_a_full_temporary_disk_stops_the_import_clearly_and_a_rerun_finishes_it(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("email\n" + "".join(f"someone.with.a.long.name.{i}@example.com\n"
+                                        for i in range(3000)), encoding="utf-8")
+    monkeypatch.setattr(importer, "SeenAddresses", _SmallDisk)
+    with pytest.raises(StoreError, match="cannot keep the addresses already read on disk "
+                                         r"\(database or disk is full\)"):
+        import_file(store, path, ImportOptions(list_name="l", batch=50, seen_memory=1))
+    kept = len(subscribers(store))
+    assert 0 < kept < 3000
+    monkeypatch.undo()
+    report = import_file(store, path, ImportOptions(list_name="l"))
+    assert (report.added, report.unchanged, report.duplicates) == (3000 - kept, kept, 0)
+    assert len(subscribers(store)) == 3000

@@ -15,6 +15,8 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from dispatcher.errors import StoreError
+
 # ~120 MB holds a million addresses of ~20 characters.
 MEMORY_BUDGET = 150 * 1024 * 1024
 # What one address costs in the dict besides its characters: the str object's header
@@ -41,7 +43,20 @@ class SeenAddresses:
         self._db: sqlite3.Connection | None = None
 
     def earlier(self, batch: Sequence[str]) -> set[str]:
-        """The addresses of ``batch`` (all in ``recent``) that an earlier batch took."""
+        """The addresses of ``batch`` (all in ``recent``) that an earlier batch took.
+
+        Raises :class:`StoreError` when the temporary database cannot be written (a full
+        disk): the batches written so far are kept, and the same import run again goes on.
+        """
+        try:
+            return self._earlier(batch)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot keep the addresses already read on disk ({exc}): free space in "
+                "SQLite's temporary folder (SQLITE_TMPDIR, else /var/tmp or /tmp) and run the "
+                "same import again; what was imported is kept") from exc
+
+    def _earlier(self, batch: Sequence[str]) -> set[str]:
         if self._db is None:
             self._used += sum(map(len, batch)) + _OVERHEAD * len(batch)
             if self._used > self._budget:
@@ -69,9 +84,10 @@ class SeenAddresses:
 
     @staticmethod
     def _add(db: sqlite3.Connection, emails: Iterator[str]) -> None:
-        db.execute("BEGIN")
-        db.executemany("INSERT INTO seen (email) VALUES (?)", ((email,) for email in emails))
-        db.execute("COMMIT")
+        with db:  # a failed insert is rolled back, not left half-done for the next batch
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO seen (email) VALUES (?)",
+                           ((email,) for email in emails))
 
     def close(self) -> None:
         if self._db is not None:
