@@ -10,8 +10,9 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.lists.addresses import InvalidAddress, MXChecker, _fast, normalise_email
+from dispatcher.lists.addresses import InvalidAddress, _fast, normalise_email
 from dispatcher.lists.importer import ImportOptions, import_file
+from dispatcher.lists.mx_check import MXChecker
 from dispatcher.store import Store
 from tests.support.dnsserver import DNSServer
 

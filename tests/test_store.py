@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from dispatcher.errors import StoreError
 from dispatcher.store import Store
+from dispatcher.store.database import SCHEMA_HEADS, _alembic_config, create_engine
 from dispatcher.store.models import Subscriber
 
 
@@ -36,3 +39,41 @@ def test_naive_datetimes_are_refused(store: Store) -> None:
 def test_unreachable_database_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="cannot open the store"):
         Store.open("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_the_schema_heads_are_alembic_s() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    assert set(script.get_heads()) == SCHEMA_HEADS
+
+
+def test_an_older_store_is_brought_up_to_date(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    assert not sa.inspect(engine).has_table("stats_watermark")
+    engine.dispose()
+    store = Store.open(url)
+    with store.engine.connect() as conn:
+        versions = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+        assert sa.inspect(conn).has_table("stats_watermark")
+    store.close()
+    assert versions == SCHEMA_HEADS
+
+
+def test_a_store_from_a_newer_dispatcher_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    Store.open(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0009' "
+                             "WHERE version_num = '0008b'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"written by a newer dispatcher \(revision 0009\)"):
+        Store.open(url)

@@ -26,7 +26,7 @@ COMMANDS: dict[str, Entry] = {
                        "domains, events."),
     "import": Entry(("lists",), "Import subscribers from a CSV file into a list; bad rows go to "
                     "FILE.rejects.csv."),
-    "export": Entry(("lists",), "Export subscribers as UTF-8 CSV with a header, streamed "
+    "export": Entry(("export",), "Export subscribers as UTF-8 CSV with a header, streamed "
                     "(constant memory)."),
     "schedule": Entry(("schedule",), "Schedule a campaign; `dispatcher serve` sends it at its "
                       "time."),

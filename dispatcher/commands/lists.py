@@ -1,12 +1,10 @@
-"""``dispatcher import`` and ``dispatcher export``: subscribers in and out as CSV."""
+"""``dispatcher import`` (subscribers in from CSV) and ``dispatcher lists``."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,12 +12,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from dispatcher.commands.common import console, state
-from dispatcher.errors import ConfigError, InputError
+from dispatcher.errors import ConfigError
 from dispatcher.lists import admin
-from dispatcher.lists.addresses import MXChecker
-from dispatcher.lists.exporter import STATUSES, ExportOptions, export_csv
 from dispatcher.lists.importer import ImportOptions, ImportReport, import_file
 from dispatcher.lists.mapping import parse_map, parse_status_map
+from dispatcher.store.models import SUBSCRIBER_STATES
+
+if TYPE_CHECKING:
+    from dispatcher.lists.mx_check import MXChecker
 
 
 def import_(
@@ -61,7 +61,7 @@ def import_(
         list_name=list_name, mode=mode, dry_run=dry_run, resubscribe=resubscribe,
         rules=parse_map(mapping or []), attributes_json=attributes_json, delimiter=delimiter,
         status_map=parse_status_map(status_map or []),
-        mx=MXChecker() if check_mx else None)
+        mx=_mx_checker() if check_mx else None)
     store = st.store
     size = file.stat().st_size if file.is_file() else None
     show = not as_json and console.is_terminal
@@ -103,53 +103,6 @@ def _print_summary(report: ImportReport, list_name: str | None) -> None:
         console.print(f"rejected rows are in {report.rejects_path}")
 
 
-def export(
-    ctx: typer.Context,
-    output: Annotated[str, typer.Option("--output", "-o", help="File to write, or - for stdout.")],
-    list_name: Annotated[str | None, typer.Option("--list", "-l", help="Only this list.")] = None,
-    status: Annotated[str, typer.Option(
-        help="Only subscribers in this state: " + ", ".join(STATUSES) + ".")] = "all",
-    where: Annotated[str | None, typer.Option(
-        help="Filter over attributes, as a campaign's audience.where "
-        "(e.g. \"plan == 'pro' and age >= 18\").")] = None,
-    attributes_json: Annotated[bool, typer.Option(
-        "--attributes-json", help="One JSON 'attributes' column instead of one column per "
-        "key.")] = False,
-) -> None:
-    """Export subscribers as UTF-8 CSV with a header, streamed (constant memory)."""
-    st = state(ctx)
-    options = ExportOptions(list_name=list_name, status=status, where=where,
-                            attributes_json=attributes_json)
-    if output == "-":
-        export_csv(st.store, sys.stdout, options=options)
-        return
-    target = Path(output)
-    if target.is_dir():
-        raise InputError("is a folder: give a file name, e.g. -o subscribers.csv", path=output)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with partial.open("w", newline="", encoding="utf-8") as out:
-            count = export_csv(st.store, out, options=options)
-        # Written aside and renamed, so a failed export never leaves half a file under the name.
-        partial.replace(target)
-    except OSError as exc:
-        _remove(partial)
-        folder = target.parent
-        reason = (f"the folder {folder} does not exist" if not folder.exists()
-                  else f"cannot write: {exc.strerror}")
-        raise InputError(reason, path=output) from None
-    except BaseException:
-        # A store error or Ctrl-C half way: no half file left beside the real one.
-        _remove(partial)
-        raise
-    console.print(f"exported {count} subscribers to {output}")
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):  # never there, or its folder is not one
-        path.unlink()
-
-
 lists_app = typer.Typer(help="Mailing lists: counts by status, create, rename, delete.",
                         invoke_without_command=True)
 
@@ -165,10 +118,10 @@ def lists_main(ctx: typer.Context, as_json: Annotated[bool, typer.Option(
         print(json.dumps([{"list": c.name, "total": c.total, **c.by_status,
                            "left_list": c.left_list} for c in counts]))
         return
-    table = Table("list", "total", *STATUSES[:-1], "left this list")
+    table = Table("list", "total", *SUBSCRIBER_STATES, "left this list")
     for c in counts:
-        table.add_row(c.name, str(c.total), *(str(c.by_status.get(s, 0)) for s in STATUSES[:-1]),
-                      str(c.left_list))
+        table.add_row(c.name, str(c.total),
+                      *(str(c.by_status.get(s, 0)) for s in SUBSCRIBER_STATES), str(c.left_list))
     console.print(table if counts else "no lists yet: dispatcher import FILE --list NAME")
 
 
@@ -198,7 +151,13 @@ def list_delete(ctx: typer.Context, name: str,
     console.print(f"deleted list {name!r} ({members} memberships)")
 
 
+def _mx_checker() -> MXChecker:
+    # Imported here: dnspython's resolver costs every list command ~75 ms to import.
+    from dispatcher.lists.mx_check import MXChecker
+
+    return MXChecker()
+
+
 def register(app: typer.Typer) -> None:
     app.command("import")(import_)
-    app.command("export")(export)
     app.add_typer(lists_app, name="lists")

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dispatcher.errors import ConfigError, ListFileError
-from dispatcher.lists.addresses import MXChecker, domain_of
+from dispatcher.lists.addresses import domain_of
 from dispatcher.lists.incoming import RowReader
 from dispatcher.lists.mapping import Rule, build_mapping
 from dispatcher.lists.reader import RowStream, open_rows
@@ -33,6 +33,9 @@ from dispatcher.store.subscribers import (
     refresh_statistics,
     write_batch,
 )
+
+if TYPE_CHECKING:
+    from dispatcher.lists.mx_check import MXChecker
 
 BATCH = 5000
 # Rows written by one import past which PostgreSQL's planner statistics are refreshed.

@@ -11,23 +11,28 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dispatcher.errors import StoreError
 from dispatcher.store.models import Setting
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 DEFAULT_URL = "sqlite:///dispatcher.db"
+# The newest revision of each branch in migrations/versions (tests/test_store.py checks
+# it against Alembic's own reading). A store already there is opened without Alembic,
+# whose import cost every command ~0.1 s.
+SCHEMA_HEADS = frozenset({"0005", "0006", "0007", "0008b"})
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("dispatcher.store") / "migrations"))
     return cfg
@@ -64,6 +69,13 @@ def migrate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             # Two workers starting together must not both create the tables.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7164001)"))
+        if sa.inspect(conn).has_table("alembic_version") and set(conn.execute(
+                sa.text("SELECT version_num FROM alembic_version")).scalars()) == SCHEMA_HEADS:
+            return
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         current = set(MigrationContext.configure(conn).get_current_heads())
         cfg = _alembic_config()
         script = ScriptDirectory.from_config(cfg)
