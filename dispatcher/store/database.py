@@ -112,6 +112,11 @@ class Store:
         except sa.exc.OperationalError as exc:
             engine.dispose()
             raise StoreError(f"cannot open the store at {engine.url!r}: {exc.orig}") from exc
+        except BaseException:
+            # A store from a newer dispatcher, say: its pooled connection closed now, not
+            # left to the garbage collector.
+            engine.dispose()
+            raise
         return cls(engine, schema=schema)
 
     @property
