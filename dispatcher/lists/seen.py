@@ -73,12 +73,16 @@ class SeenAddresses:
         # "": a private temporary database on disk, deleted on close. No journal: it is
         # never read after a crash.
         db = sqlite3.connect("", isolation_level=None)
-        db.execute("PRAGMA journal_mode = OFF")
-        db.execute("PRAGMA synchronous = OFF")
-        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        db.execute("CREATE TABLE seen (email TEXT PRIMARY KEY) WITHOUT ROWID")
-        # Sorted, the B-tree is filled page by page rather than at random.
-        self._add(db, iter(sorted(self.recent)))
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            db.execute("CREATE TABLE seen (email TEXT PRIMARY KEY) WITHOUT ROWID")
+            # Sorted, the B-tree is filled page by page rather than at random.
+            self._add(db, iter(sorted(self.recent)))
+        except BaseException:
+            db.close()  # a full disk here: nothing is kept of it
+            raise
         self.recent.clear()
         return db
 
