@@ -99,27 +99,31 @@ def test_keys_named_like_our_columns_and_odd_dates_survive_the_round_trip(
     # "Date added" and "created_at" whose text is no date we can read stay attributes; a
     # year before 1000 is written with four digits (strftime wrote "1-01-01").
     source = tmp_path / "odd.csv"
+    # A bare "\r" in a value (old Mac line ends) was written unquoted before Python 3.13:
+    # read back as a line break, it split the row.
     source.write_text(
-        "email,Date added,created_at,attributes\n"
+        "email,Date added,created_at,attributes,note\n"
         'a@example.com,someday,0001-01-01 00:00:00,"{""email"": ""x"", ""Attribs"": 1,'
-        ' ""email_"": 2, ""Email"": 3}"\n'
-        "b@example.com,,0000-00-00 00:00:00,\n"
-        "c@example.com,2023-02-30,0001-01-01T00:00:00+01:00,\n", encoding="utf-8")
+        ' ""email_"": 2, ""Email"": 3}","old\rmac"\n'
+        "b@example.com,,0000-00-00 00:00:00,,\n"
+        "c@example.com,2023-02-30,0001-01-01T00:00:00+01:00,,\n", encoding="utf-8",
+        newline="")
     report = import_file(store, source, ImportOptions(list_name="odd"))
     assert (report.added, report.rejected_total) == (3, 0)
     first = export(store)
     header = first.splitlines()[0].split(",")
     assert header == ["email", "name", "status", "lists", "Attribs_", "Date added", "Email",
-                      "created_at_", "email_", "email__", "created_at", "updated_at"]
+                      "created_at_", "email_", "email__", "note", "created_at", "updated_at"]
     rows = {r["email"]: r for r in csv.DictReader(io.StringIO(first))}
     assert (rows["a@example.com"]["created_at"], rows["a@example.com"]["Date added"],
             rows["a@example.com"]["email__"], rows["a@example.com"]["email_"]) == (
         "0001-01-01T00:00:00+00:00", "someday", "x", "2")
+    assert rows["a@example.com"]["note"] == "old\rmac"
     assert rows["b@example.com"]["created_at_"] == "0000-00-00 00:00:00"
     assert rows["c@example.com"]["created_at_"] == "0001-01-01T00:00:00+01:00"
     assert rows["c@example.com"]["Date added"] == "2023-02-30"
     path = tmp_path / "again.csv"
-    path.write_text(first, encoding="utf-8")
+    path.write_text(first, encoding="utf-8", newline="")
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM membership"))
         conn.execute(sa.text("DELETE FROM subscriber"))
@@ -135,11 +139,19 @@ _FIELD = st.one_of(st.none(), st.text(alphabet=st.sampled_from('ab,"\n\r é;\t')
 @given(st.lists(st.lists(_FIELD, min_size=4, max_size=4), max_size=5))
 def test_csv_lines_are_what_csv_writer_writes(table: list[list[str | None]]) -> None:
     expected = io.StringIO()
-    csv.writer(expected, lineterminator="\n").writerows(table)
+    writer = csv.writer(expected, lineterminator="\r\n")
     lines = CsvLines(4)
     for row in table:
         lines.add(row)
-    assert lines.text() == expected.getvalue()
+        writer.writerow(row)
+        expected.seek(expected.tell() - 2)  # "\n" ends our lines
+        expected.write("\n")
+        expected.truncate()
+    text = lines.text()
+    assert text == expected.getvalue()
+    # What a CSV reader reads back: every field as it was ("\r" included), None as "".
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["" if f is None else f for f in row] for row in table]
 
 
 @pytest.mark.parametrize("attributes", [
