@@ -131,7 +131,9 @@ def _columns(keys: Sequence[str]) -> tuple[list[str], list[str]]:
     taken = set(keys)
     named: list[tuple[str, str]] = []
     for key in keys:
-        name = key if attribute_key(key, ()) == key else attribute_key(key, taken)
+        # Not taken by itself; a renamed key's own name is never given to another.
+        taken.discard(key)
+        name = attribute_key(key, taken)
         taken.add(name)
         named.append((name, key))
     named.sort()
