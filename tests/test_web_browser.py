@@ -50,12 +50,26 @@ def browser() -> Iterator[Any]:
 
 def wait_for(driver: Any, text: str) -> None:
     """Wait for the page a form submission loads (the old page goes stale meanwhile)."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 15).until(
-        expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "main"), text))
+    def shown(driver: Any) -> bool:
+        try:
+            return text in driver.find_element(By.TAG_NAME, "main").text
+        except WebDriverException as exc:
+            # Chromium also reports an element of the page being replaced this way (seen
+            # once in CI), besides as a stale element.
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
+
+    WebDriverWait(driver, 15, ignored_exceptions=(
+        NoSuchElementException, StaleElementReferenceException)).until(shown)
 
 
 @pytest.fixture
